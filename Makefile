@@ -1,0 +1,15 @@
+# The README's two commands: `make app` (set up, then open the explorer) and `make test`.
+.PHONY: setup app test bench
+
+setup:
+	scripts/setup.sh
+
+app: setup
+	.venv/bin/python app.py
+
+test:
+	scripts/setup.sh --test
+	.venv/bin/python -m pytest
+
+bench: setup
+	.venv/bin/python -m pcdviz.cli bench
