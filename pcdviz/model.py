@@ -1,0 +1,290 @@
+"""Point ViT (Point-MAE-style tokenizer + DINO ViT blocks that can return attention) and the DINO head.
+
+Style follows facebookresearch/dino `vision_transformer.py`: Attention / Block / DropPath, a fused
+attention path for training and a plain path that hands back the softmaxed weights for the explorer.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from pcdviz.ops import group
+
+
+# --------------------------------------------------------------------------- config
+
+
+@dataclass
+class PointViTConfig:
+    """Architecture of a PointViT; saved verbatim in each checkpoint's config.json."""
+
+    n_points: int  # input size the model expects (the app FPS's clouds to this)
+    n_groups: int  # G for an input of n_points points
+    group_size: int  # K, points per group
+    width: int
+    depth: int
+    n_heads: int
+    mlp_ratio: float = 4.0
+    drop_path: float = 0.1
+    embed_dims: tuple[int, int] = (128, 256)  # mini-PointNet: 3 -> e0 -> e1, max-pool, concat -> 2*e1 -> 2*e1 -> width
+    pos_hidden: int = 128  # positional embedding MLP: 3 -> pos_hidden -> width
+
+    def __post_init__(self):
+        self.embed_dims = tuple(int(d) for d in self.embed_dims)  # JSON round trip gives a list
+        if len(self.embed_dims) != 2:
+            raise ValueError(f"embed_dims must have two entries, got {self.embed_dims}")
+        if self.width % self.n_heads:
+            raise ValueError(f"width {self.width} is not divisible by n_heads {self.n_heads}")
+        for name in ("n_points", "n_groups", "group_size", "width", "depth", "n_heads"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    def groups_for(self, n: int) -> int:
+        """G for an input of n points: scaled with n so local crops use fewer groups (never more than n)."""
+        return min(n, max(1, round(self.n_groups * n / self.n_points)))
+
+
+# Preset choice for `tiny` (2 CPU cores, pre-train in < 1 h with 2 global + 8 local crops):
+# see the measured numbers in the comment block below PRESETS and bench/bench_model.py.
+PRESETS: dict[str, PointViTConfig] = {
+    "tiny": PointViTConfig(n_points=1024, n_groups=32, group_size=32, width=192, depth=4, n_heads=6,
+                           embed_dims=(32, 64)),
+    "small": PointViTConfig(n_points=1024, n_groups=64, group_size=32, width=256, depth=6, n_heads=8,
+                            embed_dims=(64, 128)),
+    "paper": PointViTConfig(n_points=1024, n_groups=64, group_size=32, width=384, depth=12, n_heads=6,
+                            embed_dims=(128, 256)),
+}
+
+
+def preset(name: str, **overrides) -> PointViTConfig:
+    """A copy of the named preset with fields overridden."""
+    if name not in PRESETS:
+        raise KeyError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
+    return replace(PRESETS[name], **overrides)
+
+
+# --------------------------------------------------------------------------- building blocks
+
+
+def drop_path(x: Tensor, p: float = 0.0, training: bool = False) -> Tensor:
+    """Stochastic depth per sample: zero the residual branch of whole samples with probability p."""
+    if p == 0.0 or not training:
+        return x
+    keep = 1.0 - p
+    mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+    return x * mask / keep
+
+
+class DropPath(nn.Module):
+    """Stochastic depth as a module."""
+
+    def __init__(self, p: float = 0.0):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        return drop_path(x, self.p, self.training)
+
+
+class Mlp(nn.Module):
+    """Transformer feed-forward: Linear -> GELU -> Linear."""
+
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention; the fused SDPA path, or a plain path that also returns the weights."""
+
+    def __init__(self, dim: int, n_heads: int):
+        super().__init__()
+        self.n_heads = n_heads
+        self.scale = (dim // n_heads) ** -0.5
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor, return_attention: bool = False) -> tuple[Tensor, Tensor | None]:
+        B, T, C = x.shape
+        qkv = self.qkv(x).reshape(B, T, 3, self.n_heads, C // self.n_heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]  # (B, H, T, hd)
+        if return_attention:
+            attn = ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1)  # (B, H, T, T)
+            out = attn @ v
+        else:
+            attn = None
+            out = F.scaled_dot_product_attention(q, k, v)
+        out = out.transpose(1, 2).reshape(B, T, C)
+        return self.proj(out), attn
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block; can return its attention weights."""
+
+    def __init__(self, dim: int, n_heads: int, mlp_ratio: float = 4.0, drop_path: float = 0.0):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = Attention(dim, n_heads)
+        self.drop_path = DropPath(drop_path)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+
+    def forward(self, x: Tensor, return_attention: bool = False) -> tuple[Tensor, Tensor | None]:
+        y, attn = self.attn(self.norm1(x), return_attention)
+        x = x + self.drop_path(y)
+        x = x + self.drop_path(self.mlp(self.norm2(x)))
+        return x, attn
+
+
+class PatchEmbed(nn.Module):
+    """Mini-PointNet per group: shared MLP, max-pool, concat pooled to each point, MLP, max-pool -> width.
+
+    Channels-last Linear layers with LayerNorm instead of Point-MAE's Conv1d + BatchNorm: no running
+    statistics, so train and eval agree and the EMA teacher needs no buffer handling, and crops of any
+    size can share a batch.
+    """
+
+    def __init__(self, embed_dims: tuple[int, int], width: int):
+        super().__init__()
+        e0, e1 = embed_dims
+        self.first = nn.Sequential(nn.Linear(3, e0), nn.LayerNorm(e0, eps=1e-6), nn.GELU(), nn.Linear(e0, e1))
+        self.second_in = nn.Linear(2 * e1, 2 * e1)  # acts on [pooled, per-point]
+        self.second = nn.Sequential(nn.LayerNorm(2 * e1, eps=1e-6), nn.GELU(), nn.Linear(2 * e1, width))
+        self.e1 = e1
+
+    def forward(self, neighbourhoods: Tensor) -> Tensor:
+        """(B, G, K, 3) coordinates relative to the centre -> (B, G, width)."""
+        f = self.first(neighbourhoods)  # (B, G, K, e1)
+        g = f.amax(dim=2, keepdim=True)  # (B, G, 1, e1)
+        # Linear([g, f]) split in two: the pooled half is computed once per group, not once per point
+        w = self.second_in.weight
+        h = F.linear(f, w[:, self.e1:]) + F.linear(g, w[:, : self.e1], self.second_in.bias)
+        return self.second(h).amax(dim=2)
+
+
+# --------------------------------------------------------------------------- the model
+
+
+@dataclass
+class PointViTOutput:
+    """What a PointViT forward pass returns."""
+
+    cls: Tensor  # (B, D) final-LayerNorm CLS feature (the global feature)
+    patches: Tensor  # (B, G, D)
+    centers: Tensor  # (B, G, 3)
+    group_idx: Tensor  # (B, G, K) indices into the input points
+    attentions: list[Tensor] | None = None  # depth x (B, H, 1+G, 1+G), softmaxed, token 0 = CLS
+
+
+class PointViT(nn.Module):
+    """Point transformer: FPS + kNN groups -> mini-PointNet tokens + centre embedding -> ViT blocks."""
+
+    def __init__(self, config: PointViTConfig):
+        super().__init__()
+        self.config = config
+        D = config.width
+        self.patch_embed = PatchEmbed(config.embed_dims, D)
+        self.pos_embed = nn.Sequential(nn.Linear(3, config.pos_hidden), nn.GELU(), nn.Linear(config.pos_hidden, D))
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, D))
+        self.cls_pos = nn.Parameter(torch.zeros(1, 1, D))
+        dpr = [x.item() for x in torch.linspace(0, config.drop_path, config.depth)]  # stochastic depth decay rule
+        self.blocks = nn.ModuleList(Block(D, config.n_heads, config.mlp_ratio, dpr[i]) for i in range(config.depth))
+        self.norm = nn.LayerNorm(D, eps=1e-6)
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+        nn.init.trunc_normal_(self.cls_pos, std=0.02)
+        self.apply(_init_weights)
+
+    @property
+    def embed_dim(self) -> int:
+        """Width D of the output features."""
+        return self.config.width
+
+    def tokenize(self, points: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Points (B, N, 3) -> tokens (B, 1+G, D) with positions added, centres (B, G, 3), group idx (B, G, K)."""
+        if points.dim() != 3 or points.shape[-1] != 3:
+            raise ValueError(f"PointViT expects points of shape (B, N, 3), got {tuple(points.shape)}")
+        N = points.shape[1]
+        G = self.config.groups_for(N)
+        K = min(self.config.group_size, N)
+        neighbourhoods, centers, idx = group(points, G, K)
+        x = self.patch_embed(neighbourhoods) + self.pos_embed(centers)
+        B = x.shape[0]
+        cls = (self.cls_token + self.cls_pos).expand(B, -1, -1)
+        return torch.cat([cls, x], dim=1), centers, idx
+
+    def forward(self, points: Tensor, return_attention: bool = False) -> PointViTOutput:
+        """Points (B, N, 3) -> CLS feature, patch tokens, centres, group indices [, all attention maps]."""
+        x, centers, idx = self.tokenize(points)
+        attentions = [] if return_attention else None
+        for blk in self.blocks:
+            x, attn = blk(x, return_attention)
+            if return_attention:
+                attentions.append(attn)
+        x = self.norm(x)
+        return PointViTOutput(cls=x[:, 0], patches=x[:, 1:], centers=centers, group_idx=idx, attentions=attentions)
+
+    def get_last_selfattention(self, points: Tensor) -> Tensor:
+        """The last block's attention (B, H, 1+G, 1+G)."""
+        x, _, _ = self.tokenize(points)
+        for i, blk in enumerate(self.blocks):
+            last = i == len(self.blocks) - 1
+            x, attn = blk(x, return_attention=last)
+        return attn
+
+
+def _init_weights(m: nn.Module) -> None:
+    """DINO init: truncated normal (std .02) linear weights, zero biases, unit LayerNorms."""
+    if isinstance(m, nn.Linear):
+        nn.init.trunc_normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.LayerNorm):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)
+
+
+# --------------------------------------------------------------------------- DINO head
+
+
+class DINOHead(nn.Module):
+    """DINO projection head: MLP (GELU) -> bottleneck -> L2 normalise -> weight-normalised linear to prototypes."""
+
+    def __init__(self, in_dim: int, out_dim: int = 512, hidden_dim: int = 512, bottleneck_dim: int = 256,
+                 n_layers: int = 3, norm_last_layer: bool = True):
+        super().__init__()
+        n_layers = max(n_layers, 1)
+        if n_layers == 1:
+            self.mlp = nn.Linear(in_dim, bottleneck_dim)
+        else:
+            layers = [nn.Linear(in_dim, hidden_dim), nn.GELU()]
+            for _ in range(n_layers - 2):
+                layers += [nn.Linear(hidden_dim, hidden_dim), nn.GELU()]
+            layers.append(nn.Linear(hidden_dim, bottleneck_dim))
+            self.mlp = nn.Sequential(*layers)
+        self.apply(_init_weights)
+        self.last_layer = nn.utils.parametrizations.weight_norm(nn.Linear(bottleneck_dim, out_dim, bias=False))
+        g = self.last_layer.parametrizations.weight.original0  # the norm ("weight_g"), shape (out_dim, 1)
+        with torch.no_grad():
+            g.fill_(1.0)
+        if norm_last_layer:
+            g.requires_grad = False
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Features (B, in_dim) -> logits (B, out_dim)."""
+        x = self.mlp(x)
+        x = F.normalize(x, dim=-1, p=2, eps=1e-6 if x.dtype == torch.float16 else 1e-12)
+        return self.last_layer(x)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
