@@ -1,0 +1,415 @@
+"""Attention maps of one Point ViT forward pass, and the per-patch / per-point maps derived from them.
+
+Everything here except `AttentionMaps.from_model`, `knn_crop` and `crop_relation` works on plain numpy
+arrays, so the app can switch layer, head or mode without touching the model: one forward pass fills an
+`AttentionMaps`, and every selector below is a few array operations on it.
+
+Conventions: attention tensors are (L, H, 1+G, 1+G) with token 0 = CLS and rows softmaxed (the query is
+the row); a "patch map" is one value per patch (G,); `to_points` turns a patch map into one value per point.
+
+Projection rule (patch values -> point values), used by every map the app draws:
+  1. a model-input point that lies in one or more groups gets the MEAN of those groups' values;
+  2. a model-input point in no group gets the value of the patch whose CENTRE is nearest to it
+     (the same patch `nearest_patch` picks when that point is clicked);
+  3. a point of any other cloud (e.g. the full-resolution upload shown instead of the model's input)
+     gets the value of its NEAREST MODEL-INPUT POINT, so it looks exactly like the model-input rendering.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+
+HEAD_FUSIONS = ("mean", "max", "min")
+_DISPLAY_CACHE_SIZE = 4   # display clouds whose nearest-input index is kept (current cloud, comparison, ...)
+
+
+def _fuse_heads(x: np.ndarray, head: int | str, n_heads: int) -> np.ndarray:
+    """Select one head (int) or fuse over the head axis 0 ("mean" | "max" | "min")."""
+    if isinstance(head, str):
+        if head == "mean":
+            return x.mean(axis=0)
+        if head == "max":
+            return x.max(axis=0)
+        if head == "min":
+            return x.min(axis=0)
+        raise ValueError(f"head must be an int or one of {HEAD_FUSIONS}, got {head!r}")
+    if isinstance(head, (bool, np.bool_)) or not isinstance(head, (int, np.integer)):
+        raise ValueError(f"head must be an int or one of {HEAD_FUSIONS}, got {head!r}")
+    if not -n_heads <= head < n_heads:
+        raise IndexError(f"head {head} out of range for {n_heads} heads")
+    return x[head]
+
+
+def mass_threshold(values: np.ndarray, keep: float) -> np.ndarray:
+    """Bool mask of the smallest set of entries holding `keep` of the total mass (DINO's threshold)."""
+    # DINO (visualize_attention.py) sorts, normalises, takes a cumulative sum and keeps the largest entries
+    # until `keep` of the mass is covered. Negative values carry no mass (clipped at 0); ties break by index.
+    v = np.asarray(values, dtype=np.float64).reshape(-1)
+    if not np.all(np.isfinite(v)):
+        raise ValueError("mass_threshold: values must be finite")
+    if not 0.0 <= keep <= 1.0:
+        raise ValueError(f"keep must be in [0, 1], got {keep}")
+    v = np.clip(v, 0.0, None)
+    mask = np.zeros(v.shape, dtype=bool)
+    total = v.sum()
+    if keep <= 0.0 or total <= 0.0:
+        return mask
+    order = np.argsort(-v, kind="stable")
+    cum = np.cumsum(v[order]) / total
+    # first prefix whose mass reaches `keep` (tolerance so keep=1 with rounding still stops at the last non-zero)
+    n_keep = int(np.searchsorted(cum, keep - 1e-9, side="left")) + 1
+    mask[order[:min(n_keep, v.size)]] = True
+    return mask
+
+
+def _fingerprint(points: np.ndarray) -> tuple:
+    """Content key of a point array (shape, dtype, hash of the bytes): ~13 ms for 1M points."""
+    a = np.ascontiguousarray(points)
+    digest = hashlib.blake2b(memoryview(a).cast("B"), digest_size=16).hexdigest()
+    return a.shape, str(a.dtype), digest
+
+
+@dataclass(eq=False)
+class AttentionMaps:
+    """All layers' and heads' attention of one forward pass on one cloud, plus what projects it to points."""
+
+    attentions: np.ndarray    # (L, H, 1+G, 1+G) float32, token 0 = CLS
+    centers: np.ndarray       # (G, 3)
+    group_idx: np.ndarray     # (G, K) into `points`
+    points: np.ndarray        # (N, 3) the model's input points (normalised)
+    cls_feature: np.ndarray   # (D,)
+    patch_tokens: np.ndarray  # (G, D)
+    # Not fields (so dataclasses.asdict(maps) is just the arrays, ready for np.savez): self._cache holds the
+    # point<-patch incidence, rollouts, and an LRU of display clouds' nearest-input indices; self._lock guards
+    # it (Gradio calls handlers from several threads).
+
+    def __post_init__(self):
+        self.attentions = np.ascontiguousarray(self.attentions, dtype=np.float32)
+        self.centers = np.ascontiguousarray(self.centers, dtype=np.float32)
+        self.group_idx = np.ascontiguousarray(self.group_idx, dtype=np.int64)
+        self.points = np.ascontiguousarray(self.points, dtype=np.float32)
+        self.cls_feature = np.ascontiguousarray(self.cls_feature, dtype=np.float32).reshape(-1)
+        self.patch_tokens = np.ascontiguousarray(self.patch_tokens, dtype=np.float32)
+        a = self.attentions
+        if a.ndim != 4 or a.shape[2] != a.shape[3] or a.shape[2] < 2:
+            raise ValueError(f"attentions must be (L, H, 1+G, 1+G), got {a.shape}")
+        G = a.shape[2] - 1
+        if self.centers.shape != (G, 3):
+            raise ValueError(f"centers must be ({G}, 3), got {self.centers.shape}")
+        if self.group_idx.ndim != 2 or self.group_idx.shape[0] != G:
+            raise ValueError(f"group_idx must be ({G}, K), got {self.group_idx.shape}")
+        if self.points.ndim != 2 or self.points.shape[1] != 3:
+            raise ValueError(f"points must be (N, 3), got {self.points.shape}")
+        if self.group_idx.size and (self.group_idx.min() < 0 or self.group_idx.max() >= len(self.points)):
+            raise ValueError("group_idx has indices outside the points")
+        if self.patch_tokens.ndim != 2 or self.patch_tokens.shape[0] != G:
+            raise ValueError(f"patch_tokens must be ({G}, D), got {self.patch_tokens.shape}")
+        self._cache = {"display": OrderedDict()}
+        self._lock = threading.Lock()
+        self._build_incidence()
+
+    # ---- construction -------------------------------------------------------------------------------
+
+    @classmethod
+    def from_model(cls, model, points: np.ndarray) -> "AttentionMaps":
+        """One forward pass (eval mode, no grad, return_attention=True) of `model` on points (N, 3)."""
+        import torch  # only here: the rest of the module is numpy
+
+        pts = np.ascontiguousarray(points, dtype=np.float32)
+        if pts.ndim != 2 or pts.shape[1] != 3:
+            raise ValueError(f"points must be (N, 3), got {pts.shape}")
+        device = next(model.parameters()).device
+        was_training = model.training
+        model.eval()  # drop path off; restored below so a training caller is not surprised
+        try:
+            with torch.no_grad():
+                out = model(torch.from_numpy(pts).to(device)[None], return_attention=True)
+        finally:
+            model.train(was_training)
+        att = torch.stack([a[0] for a in out.attentions], 0)  # depth x (H, T, T) -> (L, H, T, T)
+        return cls(
+            attentions=att.float().cpu().numpy(),
+            centers=out.centers[0].float().cpu().numpy(),
+            group_idx=out.group_idx[0].cpu().numpy(),
+            points=pts,
+            cls_feature=out.cls[0].float().cpu().numpy(),
+            patch_tokens=out.patches[0].float().cpu().numpy(),
+        )
+
+    def _build_incidence(self):
+        """Precompute the sparse point<-patch weights of the projection rule (see the module docstring)."""
+        N, G = len(self.points), self.n_patches
+        # unique (point, group) memberships: a group never counts twice for one point
+        pairs = np.unique(self.group_idx.reshape(-1) + N * np.repeat(np.arange(G), self.group_idx.shape[1]))
+        member_pt, member_g = pairs % N, pairs // N
+        count = np.bincount(member_pt, minlength=N)
+        uncovered = np.flatnonzero(count == 0)
+        near = self._nearest_center(self.points[uncovered]) if len(uncovered) else np.zeros(0, np.int64)
+        self._cache["proj_point"] = np.concatenate([member_pt, uncovered])
+        self._cache["proj_patch"] = np.concatenate([member_g, near])
+        self._cache["proj_weight"] = np.concatenate([1.0 / count[member_pt], np.ones(len(uncovered))])
+        self._cache["n_groups_of_point"] = count
+
+    def _nearest_center(self, xyz: np.ndarray) -> np.ndarray:
+        """Index of the nearest patch centre for each row of xyz (M, 3); brute force (G is small)."""
+        c = self.centers.astype(np.float64)
+        out = np.empty(len(xyz), dtype=np.int64)
+        for s in range(0, len(xyz), 65536):  # chunks keep the (chunk, G) distance matrix small
+            q = np.asarray(xyz[s:s + 65536], dtype=np.float64)
+            d = (q * q).sum(1, keepdims=True) - 2.0 * q @ c.T + (c * c).sum(1)
+            out[s:s + 65536] = d.argmin(1)
+        return out
+
+    # ---- sizes --------------------------------------------------------------------------------------
+
+    @property
+    def n_layers(self) -> int:
+        """Number of transformer blocks L."""
+        return self.attentions.shape[0]
+
+    @property
+    def n_heads(self) -> int:
+        """Number of attention heads H."""
+        return self.attentions.shape[1]
+
+    @property
+    def n_patches(self) -> int:
+        """Number of patch tokens G (CLS excluded)."""
+        return self.attentions.shape[2] - 1
+
+    def _layer(self, layer: int) -> int:
+        if isinstance(layer, (bool, np.bool_)) or not isinstance(layer, (int, np.integer)):
+            raise ValueError(f"layer must be an int, got {layer!r}")
+        if not -self.n_layers <= layer < self.n_layers:
+            raise IndexError(f"layer {layer} out of range for {self.n_layers} layers")
+        return int(layer)
+
+    # ---- patch maps (G,) ----------------------------------------------------------------------------
+
+    def cls_to_patches(self, layer: int, head: int | str) -> np.ndarray:
+        """CLS token's attention to each patch (G,) for one layer and one head or a head fusion."""
+        rows = self.attentions[self._layer(layer), :, 0, 1:]  # (H, G)
+        return np.ascontiguousarray(_fuse_heads(rows, head, self.n_heads))
+
+    def patch_to_patches(self, layer: int, head: int | str, query: int) -> tuple[np.ndarray, float]:
+        """Attention of patch `query` to every patch (G,), and its attention to the CLS token."""
+        G = self.n_patches
+        if isinstance(query, (bool, np.bool_)) or not isinstance(query, (int, np.integer)) or not -G <= query < G:
+            raise IndexError(f"query patch {query!r} out of range for {G} patches")
+        row = _fuse_heads(self.attentions[self._layer(layer), :, 1 + (int(query) % G), :], head, self.n_heads)
+        return np.ascontiguousarray(row[1:]), float(row[0])
+
+    def rollout(self, head_fusion: str = "mean") -> np.ndarray:
+        """CLS row (G,) of attention rollout (Abnar & Zuidema 2020) across all layers."""
+        if head_fusion not in HEAD_FUSIONS:
+            raise ValueError(f"head_fusion must be one of {HEAD_FUSIONS}, got {head_fusion!r}")
+        key = ("rollout", head_fusion)
+        if key not in self._cache:
+            T = self.n_patches + 1
+            joint = np.eye(T)
+            for layer in range(self.n_layers):
+                a = _fuse_heads(self.attentions[layer].astype(np.float64), head_fusion, self.n_heads)
+                a = a + np.eye(T)                       # the residual connection: identity added...
+                a = a / a.sum(axis=-1, keepdims=True)   # ...and rows renormalised
+                joint = a @ joint                       # later layers act on earlier layers' mixture
+            self._cache[key] = joint[0, 1:].astype(np.float32)
+        return self._cache[key].copy()
+
+    # ---- patch -> point -----------------------------------------------------------------------------
+
+    def to_points(self, values: np.ndarray, points: np.ndarray | None = None) -> np.ndarray:
+        """Patch values (G,) or (M, G) -> one value per point (N,) or (M, N); see the module's projection rule."""
+        v = np.asarray(values, dtype=np.float64)
+        if v.shape[-1] != self.n_patches or v.ndim not in (1, 2):
+            raise ValueError(f"values must be (G,) or (M, G) with G={self.n_patches}, got {v.shape}")
+        p, g, w = self._cache["proj_point"], self._cache["proj_patch"], self._cache["proj_weight"]
+        N = len(self.points)
+        if v.ndim == 1:
+            on_input = np.bincount(p, weights=v[g] * w, minlength=N)
+        else:
+            on_input = np.stack([np.bincount(p, weights=row[g] * w, minlength=N) for row in v])
+        on_input = on_input.astype(np.float32)
+        if points is None:
+            return on_input
+        nn = self.display_index(points)
+        return on_input if nn is None else on_input[..., nn]
+
+    def display_index(self, points: np.ndarray) -> np.ndarray | None:
+        """Index (M,) of the nearest model-input point of each display point; None when points ARE the input."""
+        if points is self.points:
+            return None
+        pts = np.asarray(points)
+        if pts.ndim != 2 or pts.shape[1] != 3:
+            raise ValueError(f"points must be (M, 3), got {pts.shape}")
+        if pts.shape == self.points.shape and np.array_equal(pts, self.points):
+            return None
+        return self._display_entry(pts)["nn"]
+
+    def _display_entry(self, pts: np.ndarray) -> dict:
+        """Cached per-display-cloud data (LRU by content): nearest input index, and later its patch ids."""
+        cache = self._cache["display"]
+        key = _fingerprint(pts)
+        with self._lock:
+            if key in cache:
+                cache.move_to_end(key)
+                return cache[key]
+        entry = {"nn": self._nearest_input(pts)}   # outside the lock: ~1 s for 1M points
+        with self._lock:
+            cache[key] = entry
+            while len(cache) > _DISPLAY_CACHE_SIZE:
+                cache.popitem(last=False)
+        return entry
+
+    def _nearest_input(self, xyz: np.ndarray) -> np.ndarray:
+        """Nearest model-input point of each row of xyz, by a KD-tree (about 1 s for 1M points)."""
+        from sklearn.neighbors import KDTree  # a declared dependency (scipy is not guaranteed directly)
+
+        with self._lock:
+            tree = self._cache.get("kdtree")
+            if tree is None:
+                tree = self._cache["kdtree"] = KDTree(self.points.astype(np.float64))
+        idx = tree.query(np.asarray(xyz, dtype=np.float64), k=1, return_distance=False)
+        return idx[:, 0].astype(np.int64)
+
+    def point_patch(self, points: np.ndarray | None = None) -> np.ndarray:
+        """The patch each point is shown as belonging to (N,): its nearest centre (for hover and click picking)."""
+        if points is None or self.display_index(points) is None:   # the model input itself
+            if "point_patch" not in self._cache:
+                self._cache["point_patch"] = self._nearest_center(self.points)
+            return self._cache["point_patch"]
+        entry = self._display_entry(np.asarray(points))
+        if "patch" not in entry:
+            entry["patch"] = self._nearest_center(np.asarray(points))
+        return entry["patch"]
+
+    def group_points(self, patch: int) -> np.ndarray:
+        """Sorted unique model-input point indices of one patch's group (to highlight the selected patch)."""
+        return np.unique(self.group_idx[int(patch)])
+
+    # ---- part alignment -----------------------------------------------------------------------------
+
+    def attended_points(self, values: np.ndarray, keep: float = 0.6) -> np.ndarray:
+        """Bool (N,) over model-input points: at least half of the point's projected value comes from kept patches."""
+        # kept patches: mass_threshold(values, keep). Project the 0/1 kept indicator with the projection rule:
+        # a point in groups gets the fraction of its groups that are kept, a point in no group 0 or 1 from its
+        # nearest centre. "Attended" = that fraction >= 0.5 (the analogue of a pixel whose patch is kept in DINO).
+        kept = mass_threshold(values, keep).astype(np.float64)
+        return self.to_points(kept) >= 0.5 - 1e-6
+
+    def head_part_iou(self, labels: np.ndarray, layer: int = -1, keep: float = 0.6,
+                      return_parts: bool = False):
+        """Per head (H,): IoU of its thresholded CLS map's attended points with the best-matching part."""
+        labels = np.asarray(labels).reshape(-1)
+        if len(labels) != len(self.points):
+            raise ValueError(f"labels must have one entry per model-input point ({len(self.points)}), got {len(labels)}")
+        parts = np.unique(labels[labels >= 0])   # negative labels mean "no part" and are in no part set
+        if len(parts) == 0:
+            raise ValueError("labels contain no part (all negative)")
+        part_sets = labels[None, :] == parts[:, None]                       # (P, N)
+        layer = self._layer(layer)
+        attended = np.stack([self.attended_points(self.cls_to_patches(layer, h), keep)
+                             for h in range(self.n_heads)])                # (H, N)
+        inter = attended.astype(np.int64) @ part_sets.T.astype(np.int64)    # (H, P)
+        union = attended.sum(1, keepdims=True) + part_sets.sum(1)[None] - inter
+        iou = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
+        best = iou.argmax(1)
+        out = iou[np.arange(self.n_heads), best].astype(np.float32)
+        return (out, parts[best]) if return_parts else out
+
+
+def nearest_patch(maps: AttentionMaps, point_xyz) -> int:
+    """Index of the patch whose centre is nearest a (clicked) point (3,)."""
+    xyz = np.asarray(point_xyz, dtype=np.float64).reshape(1, 3)
+    return int(maps._nearest_center(xyz)[0])
+
+
+# ---- local <-> global ------------------------------------------------------------------------------
+
+def knn_crop(points: np.ndarray, seed_index: int, ratio: float, n_out: int | None = None) -> np.ndarray:
+    """Indices of a kNN-ball crop: the ceil(N*ratio) points nearest the seed (itself included), optionally FPS-resampled to n_out."""
+    # This is the crop training uses for its views (training imports it from here; pcdviz never imports training).
+    # Order: by distance from the seed, so FPS (start index 0) starts at the seed and is deterministic.
+    # Fewer crop points than n_out: the crop is padded by repeating its indices cyclically.
+    import torch
+
+    from pcdviz import ops
+
+    pts = np.ascontiguousarray(points, dtype=np.float32)
+    N = len(pts)
+    if pts.ndim != 2 or pts.shape[1] != 3 or N == 0:
+        raise ValueError(f"points must be (N, 3) with N >= 1, got {pts.shape}")
+    if not 0 <= int(seed_index) < N:
+        raise IndexError(f"seed_index {seed_index} out of range for {N} points")
+    if not 0.0 < ratio <= 1.0:
+        raise ValueError(f"ratio must be in (0, 1], got {ratio}")
+    k = min(N, max(1, math.ceil(N * ratio)))
+    t = torch.from_numpy(pts)[None]
+    _, idx = ops.knn(t[:, int(seed_index):int(seed_index) + 1], t, k)
+    idx = idx[0, 0]
+    # the seed first even where duplicate points tie with it at distance 0
+    idx = torch.cat([idx.new_tensor([int(seed_index)]), idx[idx != int(seed_index)]])[:k]
+    if n_out is None or n_out == k:
+        return idx.numpy().astype(np.int64)
+    if n_out < 1:
+        raise ValueError(f"n_out must be >= 1, got {n_out}")
+    if n_out > k:
+        return np.resize(idx.numpy().astype(np.int64), n_out)
+    sel = ops.farthest_point_sample(t[:, idx], n_out)[0]
+    return idx[sel].numpy().astype(np.int64)
+
+
+def normalize_crop(points: np.ndarray) -> np.ndarray:
+    """Centre a crop (n, 3) at its centroid and scale it into the unit sphere, as training does for every view."""
+    p = np.asarray(points, dtype=np.float64)
+    p = p - p.mean(axis=0)
+    return (p / max(float(np.sqrt((p * p).sum(1).max())), 1e-6)).astype(np.float32)
+
+
+def crop_relation(model, points: np.ndarray, seed_index: int, ratio: float = 0.3, n_crop: int | None = None,
+                  *, maps: AttentionMaps | None = None, normalize: bool = True) -> dict:
+    """Cut a local crop as training does, embed it, and compare its CLS feature with the whole shape's patch tokens."""
+    # Returns: indices (n_crop,) into points; similarity (G,) cosine of the crop's CLS feature to each patch
+    # token of the whole shape; cls_similarity (crop CLS vs whole CLS); crop_cls (D,). Pass `maps` (from the same
+    # model and points) to reuse the whole shape's tokens instead of a second forward pass. The crop is
+    # renormalised before the model sees it (training.crops does the same; no augmentation here), and
+    # resampled by FPS (training resamples at random) so the app's result is deterministic.
+    import torch
+
+    pts = np.ascontiguousarray(points, dtype=np.float32)
+    if n_crop is None:
+        n_crop = max(1, int(model.config.n_points) // 4)  # training's local crop size
+    idx = knn_crop(pts, seed_index, ratio, n_crop)
+    crop = normalize_crop(pts[idx]) if normalize else pts[idx]
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            crop_cls = model(torch.from_numpy(crop).to(device)[None]).cls[0].float().cpu().numpy()
+            if maps is None:
+                whole = model(torch.from_numpy(pts).to(device)[None])
+                patch_tokens = whole.patches[0].float().cpu().numpy()
+                whole_cls = whole.cls[0].float().cpu().numpy()
+            else:
+                patch_tokens, whole_cls = maps.patch_tokens, maps.cls_feature
+    finally:
+        model.train(was_training)
+
+    def unit(x):
+        return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+    c = unit(crop_cls.astype(np.float64))
+    return {
+        "indices": idx,
+        "similarity": (unit(patch_tokens.astype(np.float64)) @ c).astype(np.float32),
+        "cls_similarity": float(unit(whole_cls.astype(np.float64)) @ c),
+        "crop_cls": crop_cls,
+        "seed_index": int(seed_index),
+        "ratio": float(ratio),
+        "n_crop": int(n_crop),
+    }
