@@ -1,0 +1,168 @@
+"""The explorer in a real browser: Debian's chromium, headless, driven by playwright.
+
+Opens the app, uploads a real file from ../shared/samples, changes the head, clicks a point to pick a
+query patch, turns on a comparison and rotates one scene. After each step it reads the plotted colours
+from the page (the plotly element's data) and saves a screenshot to tests/artifacts/.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.browser
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = REPO / "tests" / "artifacts"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+PLOT = "#pcd-plot .js-plotly-plot"
+COLOURS = f"() => Array.from(document.querySelector('{PLOT}')._fullData[0].marker.color)"
+# the live camera of each scene (layout.sceneN.camera only changes when plotly reports a relayout)
+CAMERAS = f"""() => {{ const l = document.querySelector('{PLOT}')._fullLayout;
+  return Object.keys(l).filter(k => /^scene\\d*$/.test(k)).map(k => l[k]._scene.getCamera().eye); }}"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} not found (Debian's chromium: apt-get install chromium)")
+    if not SAMPLES.is_dir():
+        pytest.skip(f"real sample files not found at {SAMPLES} (they live in ../shared/samples beside the checkout)")
+    pytest.importorskip("playwright.sync_api")
+    import torch
+
+    from pcdviz.app import Explorer, build_app, launch
+    from pcdviz.checkpoints import save_checkpoint
+    from pcdviz.model import PointViT, preset
+
+    root = tmp_path_factory.mktemp("ckpts")
+    shutil.copytree(REPO / "checkpoints" / "random-tiny", root / "random-tiny")
+    torch.manual_seed(1)
+    save_checkpoint(root / "seed1", PointViT(preset("tiny")), {"method": "random", "notes": "second random model"})
+    demo = build_app(Explorer(root))
+    port = _free_port()
+    launch(demo, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()
+
+
+@pytest.fixture(scope="module")
+def page(app_url):
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        pg = browser.new_page(viewport={"width": 1500, "height": 1250})
+        pg.set_default_timeout(30_000)
+        pg.goto(app_url)
+        pg.wait_for_selector(PLOT)
+        yield pg
+        browser.close()
+
+
+def _status(page) -> str:
+    return page.locator("#pcd-status").inner_text()
+
+
+def _wait_status(page, text: str):
+    page.wait_for_function("t => document.querySelector('#pcd-status').innerText.includes(t)", arg=text)
+    page.wait_for_timeout(500)  # let plotly finish drawing before reading or screenshotting
+
+
+def _click_a_point(page) -> bool:
+    """Hover the plot until a point is under the mouse, then click it (plotly 3D picks on hover)."""
+    box = page.locator(PLOT).bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    for dx, dy in [(0, 0), (0, 25), (25, 0), (-25, 0), (0, -25), (40, 40), (-40, -40), (0, 60), (60, 0)]:
+        page.mouse.move(cx + dx, cy + dy)
+        page.wait_for_timeout(300)
+        if page.locator("#pcd-plot .hovertext").count():
+            page.mouse.down()
+            page.wait_for_timeout(50)
+            page.mouse.up()
+            return True
+    return False
+
+
+def test_upload_change_head_click_and_compare(page):
+    page.screenshot(path=str(ARTIFACTS / "01_start.png"))
+    start = np.array(page.evaluate(COLOURS))
+    assert len(start) == 2048  # the built-in chair
+
+    # upload a real mesh from ../shared/samples
+    page.get_by_role("tab", name="Upload").click()
+    page.locator("#pcd-upload input[type=file]").set_input_files(str(SAMPLES / "car6.pcd"))
+    page.wait_for_function("() => document.querySelector('#pcd-cloud-info').innerText.includes('car6.pcd')")
+    _wait_status(page, "CLS → patches")
+    uploaded = np.array(page.evaluate(COLOURS))
+    assert len(uploaded) == 10_031 and "⚠️" not in _status(page)
+    page.screenshot(path=str(ARTIFACTS / "02_uploaded_car6.png"))
+
+    # change the head
+    page.locator("#pcd-head input").click()
+    page.get_by_role("option", name="head 2", exact=True).click()
+    _wait_status(page, "head 2")
+    head2 = np.array(page.evaluate(COLOURS))
+    assert len(head2) == len(uploaded) and not np.allclose(head2, uploaded), "colours did not change with the head"
+    page.screenshot(path=str(ARTIFACTS / "03_head2.png"))
+
+    # click a point: its patch becomes the query
+    assert _click_a_point(page), "no point found under the mouse"
+    _wait_status(page, "clicked patch")
+    query = int(page.locator("#pcd-query input").input_value())
+    assert f"clicked patch {query}" in _status(page)
+    assert page.locator("#pcd-mode input[value=query]").is_checked()
+    clicked = np.array(page.evaluate(COLOURS))
+    assert not np.allclose(clicked, head2), "colours did not change after picking a query patch"
+    traces = page.evaluate(f"() => document.querySelector('{PLOT}')._fullData.map(t => t.name)")
+    assert "highlight" in traces  # the selected patch's points are drawn on top
+    page.screenshot(path=str(ARTIFACTS / "04_clicked_query_patch.png"))
+
+    # compare with a second checkpoint on a built-in shape; rotate one scene: the other follows
+    page.get_by_role("tab", name="Shape").click()
+    page.get_by_role("button", name="Show shape").click()
+    _wait_status(page, "patch")  # the chair, still in query mode
+    page.locator("#pcd-compare label", has_text="seed1").click()
+    _wait_status(page, "2 checkpoints")
+    before = page.evaluate(CAMERAS)
+    assert len(before) == 2 and before[0] == pytest.approx(before[1])
+    box = page.locator(PLOT).bounding_box()
+    x, y = box["x"] + box["width"] * 0.25, box["y"] + box["height"] * 0.55
+    page.mouse.move(x, y)
+    page.mouse.down()
+    for i in range(1, 7):  # a slow drag: software WebGL draws few frames, and plotly rotates per frame
+        page.mouse.move(x + 20 * i, y + 5 * i)
+        page.wait_for_timeout(30)
+    page.mouse.up()
+    page.wait_for_timeout(800)
+    eyes = page.evaluate(CAMERAS)
+    assert eyes[0] != pytest.approx(before[0], abs=1e-3), "the drag did not rotate the scene"
+    assert "clicked patch" not in _status(page), "ending a rotation over a point must not count as a click"
+    assert eyes[0] == pytest.approx(eyes[1], abs=1e-6), f"cameras did not move together: {eyes}"
+    moved = dict(eyes[0])
+    page.screenshot(path=str(ARTIFACTS / "05_compare_rotated.png"))
+
+    # a new figure from the server keeps the camera (gr.Plot would reset it otherwise)
+    page.locator("#pcd-head input").click()
+    page.get_by_role("option", name="max of heads", exact=True).click()
+    _wait_status(page, "max of heads")
+    eyes = page.evaluate(CAMERAS)
+    assert all(e == pytest.approx(moved, abs=1e-3) for e in eyes), f"camera reset on update: {eyes} vs {moved}"
+    page.screenshot(path=str(ARTIFACTS / "06_compare_after_update.png"))
