@@ -1,6 +1,9 @@
 # The README's two commands: `make app` (set up, then open the explorer) and `make test`.
 .PHONY: setup app test bench
 
+# see pcdviz/cli.py: spinning OpenMP threads crawl on a shared machine
+export OMP_WAIT_POLICY ?= PASSIVE
+
 setup:
 	scripts/setup.sh
 

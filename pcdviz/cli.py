@@ -6,9 +6,14 @@ Each subcommand's own module parses its arguments, so `pcdviz train --help` show
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+# OpenMP threads that spin while waiting make torch crawl when another process holds a core (a tiny
+# forward pass measured 502 ms instead of 12 ms on a busy 2-core machine). Must be set before torch loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 USAGE = """usage: pcdviz <command> [options]
 
