@@ -12,7 +12,8 @@ WITH_BROWSER=0
 
 need_apt=()
 # open3d's wheel links against libusb-1.0 (Debian package libusb-1.0-0).
-ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so' || need_apt+=(libusb-1.0-0)
+# (grep without -q: -q exits at the first match and, under pipefail, ldconfig's SIGPIPE reads as 'missing')
+ldconfig -p 2>/dev/null | grep 'libusb-1.0.so' >/dev/null || need_apt+=(libusb-1.0-0)
 # The browser tests drive Debian's chromium (playwright's own browser download is not reachable).
 if [ "$WITH_BROWSER" = 1 ] && ! command -v chromium >/dev/null 2>&1; then need_apt+=(chromium); fi
 if [ ${#need_apt[@]} -gt 0 ]; then
