@@ -176,14 +176,12 @@ class LoadedCloud:
         with self._lock:
             hit = self._model_inputs.get(n_points)
         if hit is None:
-            from scipy.spatial import cKDTree  # scipy comes with scikit-learn
-
             from pcdviz import io
+            from pcdviz.ops import nearest_index
 
             idx = np.asarray(io.resample(self.points, n_points, method="fps"), dtype=np.int64)
             # attention.to_points' rule for other clouds: a display point takes its nearest input point's value
-            _, nearest = cKDTree(self.points[idx]).query(self.points, k=1)
-            hit = (idx, np.asarray(nearest, dtype=np.int64))
+            hit = (idx, nearest_index(self.points[idx], self.points))
             with self._lock:
                 self._model_inputs[n_points] = hit
         return hit

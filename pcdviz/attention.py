@@ -266,15 +266,10 @@ class AttentionMaps:
         return entry
 
     def _nearest_input(self, xyz: np.ndarray) -> np.ndarray:
-        """Nearest model-input point of each row of xyz, by a KD-tree (about 1 s for 1M points)."""
-        from sklearn.neighbors import KDTree  # a declared dependency (scipy is not guaranteed directly)
+        """Nearest model-input point of each row of xyz."""
+        from pcdviz.ops import nearest_index
 
-        with self._lock:
-            tree = self._cache.get("kdtree")
-            if tree is None:
-                tree = self._cache["kdtree"] = KDTree(self.points.astype(np.float64))
-        idx = tree.query(np.asarray(xyz, dtype=np.float64), k=1, return_distance=False)
-        return idx[:, 0].astype(np.int64)
+        return nearest_index(self.points, xyz)
 
     def point_patch(self, points: np.ndarray | None = None) -> np.ndarray:
         """The patch each point is shown as belonging to (N,): its nearest centre (for hover and click picking)."""

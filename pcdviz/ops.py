@@ -117,3 +117,15 @@ def group(xyz: Tensor, n_groups: int, group_size: int) -> tuple[Tensor, Tensor, 
         _, idx = knn(centres, xyz, group_size)
     neighbourhoods = index_points(xyz, idx) - centres.unsqueeze(2)
     return neighbourhoods, centres, idx
+
+
+def nearest_index(ref: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Index (M,) int64 of the nearest row of ref (R, 3) for each row of query (M, 3), on the CPU.
+
+    A KD-tree over ref (a model's input points: building it takes well under a millisecond), then one
+    query per display point: about a second for a million of them.
+    """
+    from scipy.spatial import cKDTree
+
+    _, idx = cKDTree(np.asarray(ref, dtype=np.float64)).query(np.asarray(query, dtype=np.float64), k=1)
+    return np.asarray(idx, dtype=np.int64)

@@ -133,3 +133,11 @@ def test_cuda_matches_cpu():
     b = ops.group(x.cuda(), 32, 16)
     assert torch.equal(a[2], b[2].cpu())
     torch.testing.assert_close(a[0], b[0].cpu())
+
+
+def test_nearest_index_matches_brute_force():
+    rng = np.random.default_rng(0)
+    ref, query = rng.normal(size=(300, 3)), rng.normal(size=(1000, 3))
+    brute = ((query[:, None] - ref[None]) ** 2).sum(-1).argmin(1)
+    got = ops.nearest_index(ref, query)
+    assert got.dtype == np.int64 and np.array_equal(got, brute)
