@@ -27,7 +27,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pcdviz.app import Explorer, ViewSettings  # noqa: E402
+from pcdviz.explorer import Explorer, ViewSettings  # noqa: E402
 
 
 def timed(fn, repeats: int) -> list[float]:

@@ -12,7 +12,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from pcdviz.app import MODES, Explorer, ExplorerError, ViewSettings
+from pcdviz.explorer import MODES, Explorer, ExplorerError, ViewSettings
 from pcdviz.checkpoints import CheckpointError
 from pcdviz.io import PointCloudError
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pcdviz.app import MODES, Explorer, ExplorerError, ViewSettings, parse_camera
+from pcdviz.explorer import MODES, Explorer, ExplorerError, ViewSettings, parse_camera
 
 REPO = Path(__file__).resolve().parents[1]
 CAMERA = {"eye": {"x": 0.1, "y": 2.0, "z": 0.3}, "center": {"x": 0, "y": 0, "z": 0}, "up": {"x": 0, "y": 1, "z": 0}}

@@ -45,7 +45,8 @@ def app_url(tmp_path_factory):
     pytest.importorskip("playwright.sync_api")
     import torch
 
-    from pcdviz.app import Explorer, build_app, launch
+    from pcdviz.app import build_app, launch
+    from pcdviz.explorer import Explorer
     from pcdviz.checkpoints import save_checkpoint
     from pcdviz.model import PointViT, preset
 
