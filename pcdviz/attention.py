@@ -293,12 +293,17 @@ class AttentionMaps:
         # kept patches: mass_threshold(values, keep). Project the 0/1 kept indicator with the projection rule:
         # a point in groups gets the fraction of its groups that are kept, a point in no group 0 or 1 from its
         # nearest centre. "Attended" = that fraction >= 0.5 (the analogue of a pixel whose patch is kept in DINO).
-        kept = mass_threshold(values, keep).astype(np.float64)
-        return self.to_points(kept) >= 0.5 - 1e-6
+        return self._attended(mass_threshold(values, keep))
 
     def head_part_iou(self, labels: np.ndarray, layer: int = -1, keep: float = 0.6,
-                      return_parts: bool = False):
-        """Per head (H,): IoU of its thresholded CLS map's attended points with the best-matching part."""
+                      return_parts: bool = False, chance_draws: int = 0, seed: int = 0):
+        """Per head (H,): IoU of its thresholded CLS map's attended points with the best-matching part.
+
+        With chance_draws > 0, also returns (H,) the mean best-part IoU of that many random patch sets
+        of the same size as each head's kept set: what a head attending at random would score. A diffuse
+        map keeps many patches, and a large kept set already overlaps the largest part, so the raw IoU
+        is only comparable across models next to this chance level.
+        """
         labels = np.asarray(labels).reshape(-1)
         if len(labels) != len(self.points):
             raise ValueError(f"labels must have one entry per model-input point ({len(self.points)}), got {len(labels)}")
@@ -307,14 +312,32 @@ class AttentionMaps:
             raise ValueError("labels contain no part (all negative)")
         part_sets = labels[None, :] == parts[:, None]                       # (P, N)
         layer = self._layer(layer)
-        attended = np.stack([self.attended_points(self.cls_to_patches(layer, h), keep)
-                             for h in range(self.n_heads)])                # (H, N)
-        inter = attended.astype(np.int64) @ part_sets.T.astype(np.int64)    # (H, P)
-        union = attended.sum(1, keepdims=True) + part_sets.sum(1)[None] - inter
-        iou = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
-        best = iou.argmax(1)
-        out = iou[np.arange(self.n_heads), best].astype(np.float32)
-        return (out, parts[best]) if return_parts else out
+        kept = [mass_threshold(self.cls_to_patches(layer, h), keep) for h in range(self.n_heads)]
+        iou, best = _best_part_iou(np.stack([self._attended(k) for k in kept]), part_sets)
+        out = (iou, parts[best]) if return_parts else iou
+        if chance_draws <= 0:
+            return out
+        rng = np.random.default_rng(seed)
+        chance = np.empty(self.n_heads, dtype=np.float32)
+        for h, k in enumerate(kept):
+            random_sets = np.zeros((chance_draws, self.n_patches), dtype=bool)
+            for d in range(chance_draws):
+                random_sets[d, rng.choice(self.n_patches, int(k.sum()), replace=False)] = True
+            chance[h] = _best_part_iou(np.stack([self._attended(r) for r in random_sets]), part_sets)[0].mean()
+        return (*out, chance) if return_parts else (out, chance)
+
+    def _attended(self, kept_patches: np.ndarray) -> np.ndarray:
+        """Bool (N,): model-input points at least half of whose projected value comes from kept patches."""
+        return self.to_points(kept_patches.astype(np.float64)) >= 0.5 - 1e-6
+
+
+def _best_part_iou(attended: np.ndarray, part_sets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each row of attended (R, N): IoU with the best of the part sets (P, N), and that part's index."""
+    inter = attended.astype(np.int64) @ part_sets.T.astype(np.int64)    # (R, P)
+    union = attended.sum(1, keepdims=True) + part_sets.sum(1)[None] - inter
+    iou = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
+    best = iou.argmax(1)
+    return iou[np.arange(len(iou)), best].astype(np.float32), best
 
 
 def nearest_patch(maps: AttentionMaps, point_xyz) -> int:

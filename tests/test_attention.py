@@ -360,3 +360,16 @@ def test_million_display_points_in_seconds():
     d = ((big[check, None] - m.points[None]) ** 2).sum(-1)
     np.testing.assert_allclose(first[check], m.to_points(v)[d.argmin(1)])
     assert t_first < 10.0 and t_second < 1.0
+
+
+def test_head_part_iou_chance_level_by_hand():
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    m = part_maps([[0.0, 0.5, 0.5, 0.0, 0.0],       # keeps 2 of 4 groups: random pairs score 1 (2 of 6) or 1/3 (4 of 6)
+                   [0.0, 0.25, 0.25, 0.25, 0.25],   # keeps 3 groups: any 3 groups score 4/6
+                   [0.2, 0.0, 0.0, 0.0, 0.8]])      # keeps 1 group: any group scores 2/4
+    iou, chance = m.head_part_iou(labels, keep=0.6, chance_draws=3000, seed=0)
+    np.testing.assert_allclose(iou, [1.0, 4 / 6, 2 / 4], atol=1e-6)
+    np.testing.assert_allclose(chance[1:], [4 / 6, 2 / 4], atol=1e-6)
+    assert abs(chance[0] - 5 / 9) < 0.03   # (2 * 1 + 4 * 1/3) / 6
+    iou_again, parts, chance_again = m.head_part_iou(labels, keep=0.6, return_parts=True, chance_draws=3000, seed=0)
+    np.testing.assert_array_equal(chance_again, chance)   # seeded

@@ -122,15 +122,17 @@ def few_shot(x: np.ndarray, y: np.ndarray, n_way: int, k_shot: int, n_query: int
     return float(np.mean(accs)), float(np.std(accs))
 
 
-def part_iou(model, dataset, per_class: int = 5, layer: int = -1, keep: float = 0.6) -> float:
-    """Mean over shapes of the mean over heads of AttentionMaps.head_part_iou (shapes with part labels only)."""
+def part_iou(model, dataset, per_class: int = 5, layer: int = -1, keep: float = 0.6,
+             chance_draws: int = 20) -> tuple[float, float]:
+    """Mean over shapes and heads of AttentionMaps.head_part_iou, and of its chance level (random patch
+    sets of each head's kept size); NaNs when the dataset has no part labels."""
     n_points = model.config.n_points
     taken: dict[int, int] = {}
-    scores = []
+    scores, chance = [], []
     for i in range(len(dataset)):
         item = dataset[i]
         if "parts" not in item:
-            return float("nan")
+            return float("nan"), float("nan")
         label = int(item["label"])
         if taken.get(label, 0) >= per_class:
             continue
@@ -139,8 +141,12 @@ def part_iou(model, dataset, per_class: int = 5, layer: int = -1, keep: float = 
         x, idx = model_inputs(points, n_points)
         parts = np.asarray(item["parts"])[idx[0].numpy()]
         maps = AttentionMaps.from_model(model, x[0].numpy())
-        scores.append(float(maps.head_part_iou(parts, layer=layer, keep=keep).mean()))
-    return float(np.mean(scores)) if scores else float("nan")
+        iou, iou_chance = maps.head_part_iou(parts, layer=layer, keep=keep, chance_draws=chance_draws, seed=i)
+        scores.append(float(iou.mean()))
+        chance.append(float(iou_chance.mean()))
+    if not scores:
+        return float("nan"), float("nan")
+    return float(np.mean(scores)), float(np.mean(chance))
 
 
 def evaluate(folder, dataset: str = "synthetic", feature: str = "cls+max", episodes: int = 10,
@@ -162,14 +168,16 @@ def evaluate(folder, dataset: str = "synthetic", feature: str = "cls+max", episo
         scores[f"fewshot_{n_way}way10shot"] = round(mean, 4)
         scores[f"fewshot_{n_way}way10shot_std"] = round(std, 4)
     if with_part_iou:
-        iou = part_iou(model, test, iou_per_class)
+        iou, chance = part_iou(model, test, iou_per_class)
         if np.isfinite(iou):
             scores["part_iou"] = round(iou, 4)
+            scores["part_iou_chance"] = round(chance, 4)
     protocol = {"data": dataset, "n_train": len(train), "n_test": len(test), "feature": feature,
                 "input": f"FPS to {model.config.n_points} points", "svm_C": svm["C"],
                 "svm_val_acc": {str(k): round(v, 4) for k, v in svm["val_acc"].items()},
                 "fewshot": f"{episodes} episodes of 20 queries per class on the test split",
-                "part_iou": f"last layer, keep 0.6 of the mass, {iou_per_class} test shapes per class",
+                "part_iou": f"last layer, keep 0.6 of the mass, {iou_per_class} test shapes per class; "
+                            "part_iou_chance: random patch sets of each head's kept size, 20 draws",
                 "seconds": round(time.time() - t0, 1), "feature_seconds": round(t_feat, 1)}
     return scores, protocol
 
@@ -182,6 +190,8 @@ def format_table(name: str, scores: dict) -> str:
         rows.append((f"{n_way}-way 10-shot", f"{m * 100:.1f} +- {s * 100:.1f}"))
     if "part_iou" in scores:
         rows.append(("attention-part IoU", f"{scores['part_iou']:.3f}"))
+        if "part_iou_chance" in scores:
+            rows.append(("  same-size random patches", f"{scores['part_iou_chance']:.3f}"))
     width = max(len(r[0]) for r in rows)
     return "\n".join([name] + [f"  {k:<{width}}  {v}" for k, v in rows])
 
