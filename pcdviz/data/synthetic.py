@@ -60,10 +60,10 @@ OPTIONAL_PARTS: dict[str, set[str]] = {
 }
 
 MAX_YAW = np.deg2rad(15.0)   # single shapes (the app's examples) face the camera, give or take a little
-# The datasets turn each shape to any heading about the up axis, as objects in real scans are. With
-# +-15 degrees an untrained tiny PointViT already scored 92.8% with a linear SVM (shapes told apart by
-# their heading-aligned silhouettes); at any heading it scores 83% (C=100), which leaves room to see
-# what pre-training adds (`pcdviz eval checkpoints/random-tiny` prints the current figure).
+# The datasets turn each shape to any heading about the up axis, as objects in real scans are. At +-15
+# degrees an untrained PointViT already told most categories apart by their heading-aligned silhouettes,
+# which left little for pre-training to show; `pcdviz eval checkpoints/random-tiny` prints the untrained
+# baseline on these datasets.
 DATASET_MAX_YAW = np.pi
 
 
