@@ -350,7 +350,8 @@ def nearest_patch(maps: AttentionMaps, point_xyz) -> int:
 
 def knn_crop(points: np.ndarray, seed_index: int, ratio: float, n_out: int | None = None) -> np.ndarray:
     """Indices of a kNN-ball crop: the ceil(N*ratio) points nearest the seed (itself included), optionally FPS-resampled to n_out."""
-    # This is the crop training uses for its views (training imports it from here; pcdviz never imports training).
+    # The kNN-ball crop of training/crops.py (which batches it and subsamples at random); FPS here keeps the
+    # app's crop deterministic. pcdviz never imports training, so the two are kept alike by hand.
     # Order: by distance from the seed, so FPS (start index 0) starts at the seed and is deterministic.
     # Fewer crop points than n_out: the crop is padded by repeating its indices cyclically.
     import torch
