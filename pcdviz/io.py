@@ -1250,15 +1250,7 @@ def _parse_npz(path: Path, *, ext: str, cap: int, h5_key, h5_index: int, **_) ->
         if not shapes:
             raise _Fail("the archive holds no plain numeric arrays" + (" (only Python objects, which are never "
                                                                         "unpickled)" if npz.files else ""))
-        if h5_key is not None:
-            if h5_key not in shapes:
-                raise _Fail(f"no array named '{h5_key}' (arrays: {', '.join(f'{k} {shapes[k]}' for k in shapes)})")
-            key = h5_key
-        else:
-            key = _candidate_key(shapes)
-            if key is None:
-                raise _Fail(f"no array of shape (N, 3+) or (B, N, 3+) (arrays: "
-                            f"{', '.join(f'{k} {shapes[k]}' for k in shapes)})")
+        key = _choose_key(shapes, h5_key, "array")
         # check the size before decompressing the chosen member
         shp = shapes[key]
         n_pts = shp[1] if len(shp) == 3 else max(shp[:2]) if len(shp) == 2 else 0
@@ -1269,6 +1261,19 @@ def _parse_npz(path: Path, *, ext: str, cap: int, h5_key, h5_index: int, **_) ->
         _attach_per_point(raw, npz.__getitem__, shapes, key, h5_index, batched, len(raw.points))
     raw.info["format"] = "npz"
     return raw
+
+
+def _choose_key(shapes: dict[str, tuple[int, ...]], key: str | None, kind: str) -> str:
+    """The array to read from an .npz/.h5: the one asked for, else the likeliest (N, 3+) or (B, N, 3+) one."""
+    listing = ", ".join(f"{k} {v}" for k, v in shapes.items())
+    if key is not None:
+        if key not in shapes:
+            raise _Fail(f"no {kind} named '{key}' ({kind}s: {listing})")
+        return key
+    key = _candidate_key(shapes)
+    if key is None:
+        raise _Fail(f"no {kind} of shape (N, 3+) or (B, N, 3+) ({kind}s: {listing})")
+    return key
 
 
 def _parse_h5(path: Path, *, ext: str, cap: int, h5_key, h5_index: int, **_) -> _Raw:
@@ -1285,15 +1290,7 @@ def _parse_h5(path: Path, *, ext: str, cap: int, h5_key, h5_index: int, **_) -> 
         f.visititems(lambda n, o: shapes.__setitem__(n, tuple(o.shape)) if isinstance(o, h5py.Dataset) else None)
         if not shapes:
             raise _Fail("the HDF5 file holds no datasets")
-        listing = ", ".join(f"{k} {v}" for k, v in shapes.items())
-        if h5_key is not None:
-            if h5_key not in shapes:
-                raise _Fail(f"no dataset named '{h5_key}' (datasets: {listing})")
-            key = h5_key
-        else:
-            key = _candidate_key(shapes)
-            if key is None:
-                raise _Fail(f"no dataset of shape (N, 3+) or (B, N, 3+) (datasets: {listing})")
+        key = _choose_key(shapes, h5_key, "dataset")
         raw, batched = _array_to_raw(f[key], key, h5_index, cap, ext)
         _attach_per_point(raw, f.__getitem__, shapes, key, h5_index, batched, len(raw.points))
         if "label" in raw.info:  # ModelNet40's shape_names.txt next to the .h5 names the class
