@@ -411,9 +411,10 @@ class Explorer:
         return [n for n, i in self._infos.items() if i is None or not getattr(i, "error", None)]
 
     def default_checkpoint(self) -> str:
-        """The checkpoint shown first: a trained one that loads if any, else an untrained one that loads."""
+        """The checkpoint shown first: a trained one that loads (the full method first), else an untrained one."""
         usable = sorted(self.usable_checkpoints())
         trained = [n for n in usable if (self._card_of(n).get("method") or "") != "random"]
+        trained.sort(key=lambda n: self._card_of(n).get("method") != "dino+contrast")  # the full method first
         for name in trained + [n for n in usable if n not in trained]:
             try:
                 self.model(name)

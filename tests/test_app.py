@@ -478,3 +478,10 @@ def test_app_bad_inputs_leave_it_working(client, tmp_path):
     _, status = client.predict(cloud_id="shape/chair/0/2048", checkpoint="seed1", mode="cls", layer=1,
                                camera="}{", api_name="/view")
     assert not status.startswith("⚠️")  # a garbled camera is ignored; the app still answers
+
+
+def test_the_shipped_app_opens_on_the_full_method():
+    shipped = Path(__file__).resolve().parents[1] / "checkpoints"
+    ex = Explorer(shipped)
+    assert {"dwc-tiny", "dino-tiny", "random-tiny"} <= set(ex.usable_checkpoints())
+    assert ex.default_checkpoint() == "dwc-tiny"
