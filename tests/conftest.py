@@ -1,6 +1,8 @@
 """Shared test settings: where the real sample files live, and a quiet, offline Gradio."""
 
 import os
+import statistics
+import time
 from pathlib import Path
 
 import pytest
@@ -17,3 +19,13 @@ def samples_dir() -> Path:
     if not SAMPLES.is_dir():
         pytest.skip(f"real sample files not found at {SAMPLES} (they live in ../shared/samples beside the checkout)")
     return SAMPLES
+
+
+def median_seconds(fn, n: int = 30) -> float:
+    """Median wall time of n calls of fn (speed tests on a shared, noisy machine use medians)."""
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)

@@ -3,6 +3,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import median_seconds
 
 from pcdviz.attention import AttentionMaps, knn_crop, mass_threshold, nearest_patch
 
@@ -318,15 +319,6 @@ def test_knn_crop_puts_the_seed_first_among_duplicates():
 
 
 # ---- speed -----------------------------------------------------------------------------------------
-
-def median_seconds(fn, n=30):
-    times = []
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
-
 
 def test_switching_head_is_fast_at_2048_points():
     m = random_maps(L=12, H=6, G=64, K=32, N=2048)

@@ -1,10 +1,10 @@
 """pcdviz.render: figure structure, shared colour ranges and cameras, payload size, standalone HTML."""
 import json
-import time
 
 import numpy as np
 import plotly.graph_objects as go
 import pytest
+from conftest import median_seconds
 
 from pcdviz.render import DEFAULT_CAMERA, cloud_figure, compare_figure, figure_to_html, heads_grid_figure
 
@@ -145,15 +145,7 @@ def test_figure_build_time_at_2048_points():
     pts, vals = cloud()
     heads = [vals + i for i in range(6)]
 
-    def med(fn, n=7):
-        times = []
-        for _ in range(n):
-            t = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t)
-        return float(np.median(times))
-
-    one = med(lambda: cloud_figure(pts, vals, centers=pts[:64], hover=np.arange(2048) % 64).to_json())
-    grid = med(lambda: heads_grid_figure(pts, heads, [str(i) for i in range(6)], centers=pts[:64]).to_json())
+    one = median_seconds(lambda: cloud_figure(pts, vals, centers=pts[:64], hover=np.arange(2048) % 64).to_json(), n=7)
+    grid = median_seconds(lambda: heads_grid_figure(pts, heads, [str(i) for i in range(6)], centers=pts[:64]).to_json(), n=7)
     print(f"\nmedian build + to_json at 2048 points: one cloud {one * 1e3:.1f} ms, 6-head grid {grid * 1e3:.1f} ms")
     assert one < 0.5 and grid < 2.0
