@@ -12,7 +12,6 @@ Each row: median (min-max) over --repeats runs in this one process. Warm rows re
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import shutil
 import socket
@@ -26,6 +25,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+import benchutil as bu  # noqa: E402  (sets OMP_WAIT_POLICY before torch loads)
 
 from pcdviz.explorer import Explorer, ViewSettings  # noqa: E402
 
@@ -173,12 +174,7 @@ def main(argv=None) -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
-    import platform
-
-    import torch
-
-    print(f"# bench_app  {time.strftime('%Y-%m-%d %H:%M')}  {platform.node()}  {os.cpu_count()} CPUs  "
-          f"torch {torch.__version__} ({torch.get_num_threads()} threads)  repeats {R}")
+    print(bu.header("bench_app") + f"\n# repeats {R}")
     print(f"checkpoints: {', '.join(names)}  (model {ex.model(ck)[0].config.n_points} input points); "
           f"warm-up (first view, imports) {warmup_ms:.0f} ms\n")
     print(f"| {'event':<62} | {'server ms median (min-max)':<28} | {'round trip ms median (min-max)':<30} |")

@@ -1,9 +1,11 @@
 """Time pcdviz.io: a big binary PLY loaded and decimated for display, then every format at a smaller size.
 
-    .venv/bin/python bench/bench_io.py                 # 1,000,000-point PLY -> 100k, formats at 100k, 5 repeats
+    .venv/bin/python bench/bench_io.py                 # 1M-point PLY -> 100k; every format at 10k, 100k, 1M points
     .venv/bin/python bench/bench_io.py --points 2000000 --repeats 3 --no-formats
+    .venv/bin/python bench/bench_io.py --sizes 10000 100000
 
-Prints one table; timings are wall-clock seconds on whatever machine runs it (median of the repeats).
+Prints one table; timings are wall-clock milliseconds on whatever machine runs it (median, min, max of the
+repeats), grouped by format with one row per file size.
 """
 from __future__ import annotations
 
@@ -13,12 +15,14 @@ import statistics
 import struct
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import numpy as np
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchutil as bu  # noqa: E402
 
-from pcdviz.io import decimate_for_display, load_point_cloud, save_ply
+import numpy as np  # noqa: E402
+
+from pcdviz.io import decimate_for_display, load_point_cloud, save_ply  # noqa: E402
 
 
 def make_cloud(n: int, seed: int = 0):
@@ -29,15 +33,6 @@ def make_cloud(n: int, seed: int = 0):
     pts = nrm * (1.0 + 0.05 * rng.standard_normal((n, 1), dtype=np.float32))
     col = rng.random((n, 3), dtype=np.float32)
     return pts.astype(np.float32), nrm, col
-
-
-def time_it(fn, repeats: int) -> list[float]:
-    out = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
-    return out
 
 
 def write_pcd(path: Path, pts, mode: str):
@@ -83,21 +78,59 @@ def write_mesh_files(d: Path, n_side: int):
     return len(v), len(f)
 
 
+def write_format_files(d: Path, n: int, pts, nrm, col) -> dict:
+    """Every point-cloud format pcdviz.io reads, n points each; name -> path."""
+    p, nr, cl = pts[:n], nrm[:n], col[:n]
+    files = {}
+    save_ply(d / f"a{n}.ply", p, cl, normals=nr, binary=False)
+    files["ASCII PLY (xyz nxyz rgb)"] = d / f"a{n}.ply"
+    save_ply(d / f"b{n}.ply", p, cl, normals=nr)
+    files["binary PLY (xyz nxyz rgb)"] = d / f"b{n}.ply"
+    for mode in ("ascii", "binary", "binary_compressed"):
+        write_pcd(d / f"{mode}{n}.pcd", p, mode)
+        files[f"PCD {mode}"] = d / f"{mode}{n}.pcd"
+    np.savetxt(d / f"a{n}.xyz", p, fmt="%.6f")
+    files[".xyz (x y z)"] = d / f"a{n}.xyz"
+    np.savetxt(d / f"a{n}.txt", np.c_[p, nr], fmt="%.6f", delimiter=",")
+    files[".txt ModelNet (x,y,z,nx,ny,nz)"] = d / f"a{n}.txt"
+    np.save(d / f"a{n}.npy", p)
+    files[".npy (N, 3)"] = d / f"a{n}.npy"
+    np.savez_compressed(d / f"a{n}.npz", points=p, normals=nr)
+    files[".npz compressed"] = d / f"a{n}.npz"
+    import h5py
+    with h5py.File(d / f"a{n}.h5", "w") as f:
+        f.create_dataset("data", data=p[None])
+        f.create_dataset("label", data=np.zeros((1, 1), np.uint8))
+    files[".h5 (1, N, 3), one sample"] = d / f"a{n}.h5"
+    return files
+
+
+def write_meshes(d: Path, n_vertices: int) -> tuple[dict, int]:
+    """OBJ, OFF and binary STL grid meshes of about n_vertices vertices (.glb/.gltf go through open3d's reader
+    and are not timed here: open3d's own glb writer gives files its reader finds no mesh in)."""
+    side = int(np.sqrt(n_vertices))
+    sub = d / f"mesh{side}"
+    sub.mkdir()
+    _, nf = write_mesh_files(sub, side)
+    return {f".{ext} mesh": sub / f"mesh.{ext}" for ext in ("obj", "off", "stl")}, nf
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--points", type=int, default=1_000_000, help="points in the big binary PLY")
     ap.add_argument("--display", type=int, default=100_000, help="decimate_for_display target")
-    ap.add_argument("--format-points", type=int, default=100_000, help="points for the per-format rows")
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000],
+                    help="points per file for the per-format rows (meshes: about this many vertices)")
+    ap.add_argument("--repeats", type=int, default=5, help="repeats (3 for files of 1M points and more)")
     ap.add_argument("--no-formats", action="store_true", help="only the big PLY")
-    args = ap.parse_args(argv)
+    args, _ = ap.parse_known_args(argv)  # `pcdviz bench` passes its arguments to every script
 
     rows = []  # (what, n_points, times)
     with tempfile.TemporaryDirectory(prefix="pcdviz-bench-io-") as tmp:
         d = Path(tmp)
-        pts, nrm, col = make_cloud(args.points)
+        pts, nrm, col = make_cloud(max([args.points] + args.sizes))
         big = d / "big.ply"
-        save_ply(big, pts, col, normals=nrm, scalar=pts[:, 2])  # xyz, normals, uchar rgb, a float scalar
+        save_ply(big, pts[:args.points], col[:args.points], normals=nrm[:args.points], scalar=pts[:args.points, 2])
         size_mb = big.stat().st_size / 1e6
 
         def load_and_decimate():
@@ -106,50 +139,35 @@ def main(argv=None) -> int:
             assert len(c) == args.points and len(idx) == min(args.display, args.points)
 
         load_point_cloud(big)  # warm the page cache and imports once
-        rows.append((f"binary PLY {size_mb:.0f} MB: load + decimate to {args.display:,}", args.points,
-                     time_it(load_and_decimate, args.repeats)))
-        rows.append(("  of which load_point_cloud", args.points, time_it(lambda: load_point_cloud(big), args.repeats)))
+        rows.append((f"binary PLY {size_mb:.0f} MB (+ a scalar): load + decimate to {args.display:,}", args.points,
+                     bu.timed(load_and_decimate, args.repeats)))
+        rows.append(("  of which load_point_cloud", args.points, bu.timed(lambda: load_point_cloud(big), args.repeats)))
         rows.append(("  of which decimate_for_display", args.points,
-                     time_it(lambda: decimate_for_display(pts, args.display), args.repeats)))
+                     bu.timed(lambda: decimate_for_display(pts[:args.points], args.display), args.repeats)))
 
         if not args.no_formats:
-            n = args.format_points
-            p, nr, cl = pts[:n], nrm[:n], col[:n]
-            files = {}
-            save_ply(d / "a.ply", p, cl, normals=nr, binary=False)
-            files["ASCII PLY (xyz nxyz rgb)"] = d / "a.ply"
-            for mode in ("ascii", "binary", "binary_compressed"):
-                write_pcd(d / f"{mode}.pcd", p, mode)
-                files[f"PCD {mode}"] = d / f"{mode}.pcd"
-            np.savetxt(d / "a.xyz", p, fmt="%.6f")
-            files[".xyz (x y z)"] = d / "a.xyz"
-            np.savetxt(d / "a.txt", np.c_[p, nr], fmt="%.6f", delimiter=",")
-            files[".txt ModelNet (x,y,z,nx,ny,nz)"] = d / "a.txt"
-            np.save(d / "a.npy", p)
-            files[".npy (N, 3)"] = d / "a.npy"
-            np.savez_compressed(d / "a.npz", points=p, normals=nr)
-            files[".npz compressed"] = d / "a.npz"
-            import h5py
-            with h5py.File(d / "a.h5", "w") as f:
-                f.create_dataset("data", data=np.stack([p[:2048]] * 4))
-                f.create_dataset("label", data=np.zeros((4, 1), np.uint8))
-            files[".h5 ModelNet40 (4, 2048, 3), one sample"] = d / "a.h5"
-            side = int(np.sqrt(n))
-            nv, nf = write_mesh_files(d, side)
-            for ext in ("obj", "off", "stl"):
-                files[f".{ext} mesh {nf:,} triangles -> 20k samples"] = d / f"mesh.{ext}"
-            for what, path in files.items():
-                load_point_cloud(path)
-                k = len(load_point_cloud(path))
-                rows.append((what, k, time_it(lambda path=path: load_point_cloud(path), args.repeats)))
+            by_format = {}
+            for n in args.sizes:
+                r = args.repeats if n < 1_000_000 else min(args.repeats, 3)
+                files = write_format_files(d, n, pts, nrm, col)
+                mesh_files, nf = write_meshes(d, n)
+                files.update({f"{k}, {nf:,} triangles -> 20k samples": v for k, v in mesh_files.items()})
+                for what, path in files.items():
+                    k = len(load_point_cloud(path))  # warm-up, and the number of points it gives
+                    ts = bu.timed(lambda path=path: load_point_cloud(path), r, warmup=0)
+                    base = what.split(",")[0]
+                    by_format.setdefault(base, []).append((f"{what} [{path.stat().st_size / 1e6:.1f} MB]", k, ts))
+            for base, entries in by_format.items():
+                rows.extend(entries)
 
-    print(f"pcdviz.io benchmark  (python {sys.version.split()[0]}, numpy {np.__version__}, "
-          f"{os.cpu_count()} CPUs, {args.repeats} repeats; seconds)")
+    print(bu.header("bench_io") + f"\n# numpy {np.__version__}, {args.repeats} repeats (3 at 1M points); "
+          "milliseconds; points/s = points returned per second")
     w = max(len(r[0]) for r in rows)
-    print(f"{'what':<{w}}  {'points':>9}  {'median':>7}  {'min':>7}  {'max':>7}  {'points/s':>10}")
+    print(f"{'what':<{w}}  {'points':>9}  {'median ms':>10}  {'min':>9}  {'max':>9}  {'points/s':>10}")
     for what, npts, ts in rows:
         med = statistics.median(ts)
-        print(f"{what:<{w}}  {npts:>9,}  {med:>7.3f}  {min(ts):>7.3f}  {max(ts):>7.3f}  {npts / med:>10.3g}")
+        print(f"{what:<{w}}  {npts:>9,}  {med * 1e3:>10.1f}  {min(ts) * 1e3:>9.1f}  {max(ts) * 1e3:>9.1f}  "
+              f"{npts / med:>10.3g}")
     return 0
 
 

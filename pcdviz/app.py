@@ -153,8 +153,11 @@ def _head_choices(n_heads: int) -> list[tuple[str, str]]:
     return [(f"head {h}", str(h)) for h in range(n_heads)] + [(f"{f} of heads", f) for f in FUSIONS]
 
 
-def build_app(explorer: Explorer | None = None, checkpoints_dir: str | Path = "checkpoints"):
-    """The Blocks: layout and event wiring only; every computation is an Explorer method."""
+def build_app(explorer: Explorer | None = None, checkpoints_dir: str | Path = "checkpoints",
+              delete_cache: tuple[int, int] = (600, 3600)):
+    """The Blocks: layout and event wiring only; every computation is an Explorer method.
+
+    delete_cache: (every N seconds, delete uploads and outputs older than M seconds) from Gradio's cache."""
     import functools
 
     import gradio as gr
@@ -201,7 +204,7 @@ def build_app(explorer: Explorer | None = None, checkpoints_dir: str | Path = "c
         v = ex.view(checkpoint, cloud_id, s, list(compare or []))
         return v, f"{v.caption} · {(time.perf_counter() - t0) * 1000:.0f} ms"
 
-    with gr.Blocks(title="pcdviz: attention explorer", analytics_enabled=False, delete_cache=(600, 3600),
+    with gr.Blocks(title="pcdviz: attention explorer", analytics_enabled=False, delete_cache=delete_cache,
                    fill_width=True) as demo:
         gr.Markdown("## pcdviz · what a self-supervised point transformer attends to\n"
                     "Pick a checkpoint and a cloud; colours are attention from the CLS token (or a query patch) to "
@@ -283,6 +286,8 @@ def build_app(explorer: Explorer | None = None, checkpoints_dir: str | Path = "c
                point_size.release, colorscale.input, color_range.input, show_centers.input, compare.input],
               view, [cloud_id, *view_inputs], [plot, status], api_name="view", **fast)
 
+        shapes_seen = {(L, H)}  # (layers, heads) of every checkpoint chosen so far
+
         @guard(7, 6)
         def select_checkpoint(checkpoint, cloud_id, compare, mode, layer, head, query, keep, crop_ratio, point_size,
                               colorscale, color_range, show_centers, camera):
@@ -293,9 +298,16 @@ def build_app(explorer: Explorer | None = None, checkpoints_dir: str | Path = "c
             s = settings(mode, n_layers - 1, head, query, keep, crop_ratio, point_size, colorscale, color_range,
                          show_centers, camera)
             v, msg = draw(cloud_id, checkpoint, compare, s)
+            # Only a different depth / head count needs a property update: Gradio (6.31) makes a new copy of
+            # an updated component for the session, and each later event that reads it stores one more copy
+            # in the session's state for as long as the session lives (a few KB per switch, never freed).
+            # Until some checkpoint of another shape has been chosen, no session's layer and head differ from the
+            # page's first ones, so plain values do.
+            shapes_seen.add((n_layers, n_heads))
+            same = shapes_seen == {(L, H)}
             return (ex.checkpoint_card_markdown(checkpoint),
-                    gr.update(maximum=n_layers - 1, value=n_layers - 1),
-                    gr.update(choices=_head_choices(n_heads), value=head),
+                    n_layers - 1 if same else gr.update(maximum=n_layers - 1, value=n_layers - 1),
+                    head if same else gr.update(choices=_head_choices(n_heads), value=head),
                     query, ex.cloud_info_markdown(v.cloud, checkpoint), v.figure, msg)
 
         checkpoint.input(select_checkpoint, [checkpoint, cloud_id, *view_inputs[1:]],
@@ -375,7 +387,51 @@ def build_app(explorer: Explorer | None = None, checkpoints_dir: str | Path = "c
         for kind, btn in (("html", html_btn), ("ply", ply_btn), ("npz", npz_btn)):
             btn.click(exporter(kind), [cloud_id, *view_inputs], [download, status], api_name=f"export_{kind}")
 
+    sweep_uploads(demo, *delete_cache)
     return demo
+
+
+def sweep_uploads(demo, every: float, age: float) -> None:
+    """Delete the app's cached uploads and outputs older than `age` seconds, every `every` seconds.
+
+    Gradio's own delete_cache sweep iterates its live file sets in a worker thread while the upload route
+    adds to them: under concurrent uploads it raises "Set changed size during iteration" once and never
+    runs again (the load test left 196 of 333 uploads). This sweep iterates copies; it stops with the app."""
+    import threading
+    import weakref
+
+    ref = weakref.ref(demo)
+
+    def loop():
+        while True:
+            time.sleep(every)
+            app = ref()
+            if app is None:
+                return
+            try:
+                _delete_old_files(app, age)
+            except Exception:  # never let one bad pass stop the sweeping
+                log.exception("sweeping old uploads")
+            del app
+
+    threading.Thread(target=loop, daemon=True, name="pcdviz-upload-sweep").start()
+
+
+def _delete_old_files(demo, age: float) -> None:
+    keep = set()
+    for block in demo.blocks.values():
+        keep.update(getattr(block, "keep_in_cache", set()))
+    now = time.time()
+    for files in list(demo.temp_file_sets):
+        for f in list(files):
+            if f in keep:
+                continue
+            try:
+                if now - os.lstat(f).st_ctime > age:
+                    os.remove(f)
+                    files.discard(f)
+            except FileNotFoundError:
+                files.discard(f)
 
 
 def _parse_click(click) -> tuple[float, float, float]:

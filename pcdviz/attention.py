@@ -295,14 +295,18 @@ class AttentionMaps:
         # nearest centre. "Attended" = that fraction >= 0.5 (the analogue of a pixel whose patch is kept in DINO).
         return self._attended(mass_threshold(values, keep))
 
-    def head_part_iou(self, labels: np.ndarray, layer: int = -1, keep: float = 0.6,
-                      return_parts: bool = False, chance_draws: int = 0, seed: int = 0):
-        """Per head (H,): IoU of its thresholded CLS map's attended points with the best-matching part.
+    def _attended(self, kept_patches: np.ndarray) -> np.ndarray:
+        """Bool (N,): model-input points at least half of whose projected value comes from kept patches."""
+        return self.to_points(kept_patches.astype(np.float64)) >= 0.5 - 1e-6
 
-        With chance_draws > 0, also returns (H,) the mean best-part IoU of that many random patch sets
-        of the same size as each head's kept set: what a head attending at random would score. A diffuse
-        map keeps many patches, and a large kept set already overlaps the largest part, so the raw IoU
-        is only comparable across models next to this chance level.
+    def head_part_iou(self, labels: np.ndarray, layer: int = -1, keep: float | None = None) -> "HeadPartIoU":
+        """Per head: how well its CLS map singles out one part of the shape (see HeadPartIoU).
+
+        The head's point set for part p of n_p points is, by default, its n_p most-attended model-input
+        points: free of any threshold, and fair to diffuse and peaky maps alike (points tied at the cut,
+        a patch's points sharing one value, count fractionally, as a random tie-break would on average).
+        With `keep`, it is instead `attended_points(map, keep)` for every part: DINO's rule (keep that
+        share of the mass), under which a diffuse map keeps many points and so overlaps the biggest part.
         """
         labels = np.asarray(labels).reshape(-1)
         if len(labels) != len(self.points):
@@ -311,33 +315,57 @@ class AttentionMaps:
         if len(parts) == 0:
             raise ValueError("labels contain no part (all negative)")
         part_sets = labels[None, :] == parts[:, None]                       # (P, N)
+        n_part = part_sets.sum(1)
         layer = self._layer(layer)
-        kept = [mass_threshold(self.cls_to_patches(layer, h), keep) for h in range(self.n_heads)]
-        iou, best = _best_part_iou(np.stack([self._attended(k) for k in kept]), part_sets)
-        out = (iou, parts[best]) if return_parts else iou
-        if chance_draws <= 0:
-            return out
-        rng = np.random.default_rng(seed)
-        chance = np.empty(self.n_heads, dtype=np.float32)
-        for h, k in enumerate(kept):
-            random_sets = np.zeros((chance_draws, self.n_patches), dtype=bool)
-            for d in range(chance_draws):
-                random_sets[d, rng.choice(self.n_patches, int(k.sum()), replace=False)] = True
-            chance[h] = _best_part_iou(np.stack([self._attended(r) for r in random_sets]), part_sets)[0].mean()
-        return (*out, chance) if return_parts else (out, chance)
+        overlap = np.empty((self.n_heads, len(parts)))
+        size = np.empty((self.n_heads, len(parts)))                         # of each head's set for each part
+        for h in range(self.n_heads):
+            values = self.cls_to_patches(layer, h)
+            if keep is None:
+                overlap[h], size[h] = _top_k_overlap(self.to_points(values), part_sets), n_part
+            else:
+                attended = self.attended_points(values, keep)
+                overlap[h], size[h] = (part_sets & attended).sum(1), attended.sum()
+        iou = overlap / np.maximum(size + n_part - overlap, 1e-12)
+        # a random set of the same size holds a fraction f = n_p / N of it in part p, on average
+        expected = size * (n_part / len(labels))
+        chance = expected / (size + n_part - expected)
+        corrected = np.where(chance < 1, (iou - chance) / np.maximum(1 - chance, 1e-12), 0.0)   # one part: no signal
+        best = iou.argmax(1)
+        best_corrected = corrected.argmax(1)
+        rows = np.arange(self.n_heads)
+        return HeadPartIoU(iou=iou[rows, best].astype(np.float32), part=parts[best],
+                           corrected=corrected[rows, best_corrected].astype(np.float32),
+                           corrected_part=parts[best_corrected])
 
-    def _attended(self, kept_patches: np.ndarray) -> np.ndarray:
-        """Bool (N,): model-input points at least half of whose projected value comes from kept patches."""
-        return self.to_points(kept_patches.astype(np.float64)) >= 0.5 - 1e-6
+
+@dataclass
+class HeadPartIoU:
+    """AttentionMaps.head_part_iou's answer, one entry per head.
+
+    iou: the best part's IoU (a random map already scores about f / (2 - f) for a part holding a fraction f
+    of the points, so on its own it favours maps that happen to cover the biggest part);
+    corrected: the best part's chance-corrected IoU, (IoU - chance) / (1 - chance), where chance is the IoU
+    a random point set of the same size would have on average: 0 for a random map, 1 for a head whose
+    set is exactly one part, whatever that part's size.
+    """
+    iou: np.ndarray
+    part: np.ndarray
+    corrected: np.ndarray
+    corrected_part: np.ndarray
 
 
-def _best_part_iou(attended: np.ndarray, part_sets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For each row of attended (R, N): IoU with the best of the part sets (P, N), and that part's index."""
-    inter = attended.astype(np.int64) @ part_sets.T.astype(np.int64)    # (R, P)
-    union = attended.sum(1, keepdims=True) + part_sets.sum(1)[None] - inter
-    iou = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
-    best = iou.argmax(1)
-    return iou[np.arange(len(iou)), best].astype(np.float32), best
+def _top_k_overlap(values: np.ndarray, part_sets: np.ndarray) -> np.ndarray:
+    """(P,): for each part p, the expected number of p's points among the |p| highest values (ties broken at random)."""
+    desc = np.sort(values)[::-1]
+    out = np.empty(len(part_sets), dtype=np.float64)
+    for i, in_part in enumerate(part_sets):
+        k = int(in_part.sum())
+        cut = desc[k - 1]
+        above, tied = values > cut, values == cut
+        n_tied = tied.sum()
+        out[i] = (above & in_part).sum() + (k - above.sum()) * (tied & in_part).sum() / n_tied
+    return out
 
 
 def nearest_patch(maps: AttentionMaps, point_xyz) -> int:

@@ -122,6 +122,8 @@ def read_card(folder) -> dict:
         card = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise CheckpointError(f"{path}: not valid JSON ({err})") from None
+    except RecursionError:  # "[[[[..." nested deeper than the parser's stack
+        raise CheckpointError(f"{path}: not valid JSON (nested too deeply)") from None
     return _validate_card(card, folder)
 
 
@@ -161,7 +163,7 @@ def check_safetensors_header(path) -> dict:
         raw = f.read(n)
     try:
         header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # RecursionError: "[[[[..." nested too deep
         raise CheckpointError(
             f"{path}: corrupt safetensors header (not JSON); is this really a safetensors file?") from None
     if not isinstance(header, dict):
@@ -176,7 +178,7 @@ def check_safetensors_header(path) -> dict:
         if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
             raise CheckpointError(f"{path}: corrupt safetensors header (bad entry for tensor {name!r})")
         dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
-        if dtype not in _DTYPES:
+        if not isinstance(dtype, str) or dtype not in _DTYPES:  # a JSON object or list here is unhashable
             raise CheckpointError(f"{path}: tensor {name!r} has unsupported dtype {dtype!r}")
         if not (isinstance(shape, list)
                 and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape)):
@@ -283,7 +285,7 @@ def save_checkpoint(folder, model: PointViT, card: dict | None = None) -> Path:
     try:
         state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(tmp / MODEL_FILE), metadata={"format": "pt", "pcdviz": CARD_FORMAT})
-        _fsync(tmp / MODEL_FILE)
+        fsync_file(tmp / MODEL_FILE)
         _write_json(tmp / CARD_FILE, card)
         if folder.is_dir():  # keep files others put there (README.md model card, eval logs)
             for p in folder.iterdir():
@@ -293,9 +295,9 @@ def save_checkpoint(folder, model: PointViT, card: dict | None = None) -> Path:
                     shutil.copytree(p, tmp / p.name)
                 elif p.is_file():
                     shutil.copy2(p, tmp / p.name)
-                    _fsync(tmp / p.name)
+                    fsync_file(tmp / p.name)
         _set_modes(tmp)
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         _replace_dir(tmp, folder)
     finally:
         if tmp.exists():
@@ -324,7 +326,7 @@ def _replace_dir(src: Path, dst: Path) -> None:
         os.rename(dst, old)
         os.rename(src, dst)
         shutil.rmtree(old, ignore_errors=True)
-    _fsync_dir(dst.parent)
+    fsync_dir(dst.parent)
 
 
 def _exchange(a: Path, b: Path) -> bool:
@@ -342,12 +344,14 @@ def _exchange(a: Path, b: Path) -> bool:
     return rc == 0
 
 
-def _fsync(path: Path) -> None:
+def fsync_file(path: Path) -> None:
+    """Flush a file's data to disk, so that a rename never lands before the bytes it names."""
     with open(path, "rb") as f:
         os.fsync(f.fileno())
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Flush a folder's entries (a rename into it) to disk; best effort where the filesystem refuses."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -377,7 +381,7 @@ def _write_json_atomic(path: Path, obj) -> None:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -413,7 +417,7 @@ def scan_checkpoints(root) -> list[CheckpointInfo]:
                 try:
                     raw = json.loads((path / CARD_FILE).read_text(encoding="utf-8"))
                     info.card = raw if isinstance(raw, dict) else {}
-                except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
                     pass
         found.append(info)
     return sorted(found, key=lambda i: i.name)

@@ -486,7 +486,7 @@ class Explorer:
         lines = [" · ".join(bits)]
         scores = card.get("scores") or {}
         if isinstance(scores, dict) and scores:
-            lines.append("scores: " + ", ".join(f"{k} {_fmt_score(v)}" for k, v in scores.items()))
+            lines.append("scores: " + ", ".join(_score_phrases(scores)))
         if cfg:
             lines.append(f"PointViT: {cfg.get('n_points', '?')} points in, {cfg.get('n_groups', '?')} patches of "
                          f"{cfg.get('group_size', '?')}, width {cfg.get('width', '?')}, depth {cfg.get('depth', '?')}, "
@@ -986,6 +986,29 @@ def _builtin_config_dict() -> dict:
     from pcdviz.model import preset
 
     return asdict(preset("tiny"))
+
+
+# pcdviz eval's score keys, as a reader of the card wants them; accuracies are fractions shown as %
+_SCORE_LABELS = {"svm_acc": ("linear SVM", True), "fewshot_5way10shot": ("5-way 10-shot", True),
+                 "fewshot_10way10shot": ("10-way 10-shot", True), "part_iou": ("attention-part IoU", False),
+                 "part_iou_corrected": ("chance-corrected", False),
+                 "part_iou_mass60": ("keep-60% rule IoU", False), "part_iou_mass60_corrected": ("chance-corrected", False)}
+
+
+def _score_phrases(scores: dict) -> list[str]:
+    """Known scores as "linear SVM 97.7 %" (a "_std" / "_sem" companion as +-), any other key as it is."""
+    out = []
+    for key, value in scores.items():
+        if key.endswith(("_std", "_sem")) and key.rsplit("_", 1)[0] in scores:
+            continue
+        label, percent = _SCORE_LABELS.get(key, (key, False))
+        spread = scores.get(f"{key}_std", scores.get(f"{key}_sem"))
+        if percent and isinstance(value, (int, float)):
+            text = f"{value * 100:.1f}" + (f" ± {spread * 100:.1f}" if isinstance(spread, (int, float)) else "") + " %"
+        else:
+            text = _fmt_score(value) + (f" ± {_fmt_score(spread)}" if isinstance(spread, (int, float)) else "")
+        out.append(f"{label} {text}")
+    return out
 
 
 def _fmt_score(v) -> str:

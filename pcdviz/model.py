@@ -157,6 +157,20 @@ class Block(nn.Module):
         return x, attn
 
 
+def max_pool(x: Tensor, dim: int, keepdim: bool = False) -> Tensor:
+    """Max over the points of each group (the mini-PointNet's symmetric function).
+
+    Same values either way, but the fast op depends on autograd: amax's backward builds a tie mask and
+    counts it (3 extra passes over the (B, G, K, C) tensor), torch.max's indices make it one scatter, so
+    with gradients max is ~2.5x faster forward + backward of the pool, and without them amax is 4-10x
+    faster (bench/bench_train.py's A/B line times whole steps). On exact ties max sends the gradient to one point instead of
+    splitting it; when the tie comes from duplicated points the weight gradients are the same.
+    """
+    if x.requires_grad and torch.is_grad_enabled():
+        return x.max(dim=dim, keepdim=keepdim).values
+    return x.amax(dim=dim, keepdim=keepdim)
+
+
 class PatchEmbed(nn.Module):
     """Mini-PointNet per group: shared MLP, max-pool, concat pooled to each point, MLP, max-pool -> width.
 
@@ -176,11 +190,11 @@ class PatchEmbed(nn.Module):
     def forward(self, neighbourhoods: Tensor) -> Tensor:
         """(B, G, K, 3) coordinates relative to the centre -> (B, G, width)."""
         f = self.first(neighbourhoods)  # (B, G, K, e1)
-        g = f.amax(dim=2, keepdim=True)  # (B, G, 1, e1)
+        g = max_pool(f, dim=2, keepdim=True)  # (B, G, 1, e1)
         # Linear([g, f]) split in two: the pooled half is computed once per group, not once per point
         w = self.second_in.weight
         h = F.linear(f, w[:, self.e1:]) + F.linear(g, w[:, : self.e1], self.second_in.bias)
-        return self.second(h).amax(dim=2)
+        return max_pool(self.second(h), dim=2)
 
 
 # --------------------------------------------------------------------------- the model
@@ -269,18 +283,28 @@ def _init_weights(m: nn.Module) -> None:
 
 
 class DINOHead(nn.Module):
-    """DINO projection head: MLP (GELU) -> bottleneck -> L2 normalise -> weight-normalised linear to prototypes."""
+    """DINO projection head: MLP (GELU) -> bottleneck -> L2 normalise -> weight-normalised linear to prototypes.
+
+    use_bn puts BatchNorm after each hidden linear layer (DINO's `use_bn`): it normalises each hidden unit
+    across the batch, so the head's outputs differ between shapes from the first step even when the
+    backbone's features are nearly identical, which keeps the teacher's centred targets from going uniform.
+    """
 
     def __init__(self, in_dim: int, out_dim: int = 512, hidden_dim: int = 512, bottleneck_dim: int = 256,
-                 n_layers: int = 3, norm_last_layer: bool = True):
+                 n_layers: int = 3, norm_last_layer: bool = True, use_bn: bool = False):
         super().__init__()
         n_layers = max(n_layers, 1)
         if n_layers == 1:
             self.mlp = nn.Linear(in_dim, bottleneck_dim)
         else:
-            layers = [nn.Linear(in_dim, hidden_dim), nn.GELU()]
+            def hidden(d_in):
+                # batch statistics in training and inference alike: the head only ever runs on training
+                # batches, and without running buffers every DDP rank (and a resumed run) holds the same state
+                bn = [nn.BatchNorm1d(hidden_dim, track_running_stats=False)] if use_bn else []
+                return [nn.Linear(d_in, hidden_dim)] + bn + [nn.GELU()]
+            layers = hidden(in_dim)
             for _ in range(n_layers - 2):
-                layers += [nn.Linear(hidden_dim, hidden_dim), nn.GELU()]
+                layers += hidden(hidden_dim)
             layers.append(nn.Linear(hidden_dim, bottleneck_dim))
             self.mlp = nn.Sequential(*layers)
         self.apply(_init_weights)

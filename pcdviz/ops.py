@@ -8,22 +8,31 @@ import numpy as np
 import torch
 from torch import Tensor
 
-try:  # exact FPS in C++, same picks as the torch loop below, 2-8x faster on CPU (see farthest_point_sample)
+try:  # exact FPS in Rust/C++, same picks as the torch loop below, 2-15x faster on CPU (see farthest_point_sample)
     import fpsample as _fpsample
 except ImportError:  # pragma: no cover - optional at run time, the torch loop is the reference
     _fpsample = None
 
 # Bound on the (B, M-chunk, N) distance matrix kNN builds at once (elements, ~256 MB of float32).
 _KNN_MAX_ELEMENTS = 64 * 1024 * 1024
+# From this many samples up, "auto" FPS uses fpsample's QuickFPS: vanilla FPS costs samples x points,
+# QuickFPS mostly a KD-tree build. Measured (2 threads): 2048 -> 1024 points 0.8 ms vs 4.8 ms, 1M -> 512
+# 0.17 s vs 2.7 s; but the tokenizer's batches of 1024 -> 32 centres are faster vanilla (7.8 vs 10.2 ms).
+QUICKFPS_MIN_SAMPLES = 128
+# kNN's k smallest per row go through numpy up to this many candidates (2x faster than torch.topk at
+# 256-1024 points, slower from ~8k; see smallest_k).
+_SMALLEST_K_NUMPY_MAX_N = 4096
 
 
 def farthest_point_sample(xyz: Tensor, n_samples: int, backend: str = "auto") -> Tensor:
     """Indices (B, n_samples) of farthest point samples of xyz (B, N, 3), start index 0, deterministic.
 
-    Ties go to the highest index (as fpsample does), so both backends pick the same points.
-    backend: "auto" (fpsample for CPU tensors when installed, else torch), "torch" or "fpsample".
-    Measured on 2 CPU threads: batch 32 x 1024 points -> 32 samples 3.6 ms (fpsample) vs 6.6 ms (torch);
-    1 x 100k -> 1024: 0.24 s vs 0.58 s.
+    Ties go to the highest index (as fpsample does), so the "torch" and "fpsample" backends pick the
+    same points. backend: "auto", "torch", "fpsample" (vanilla FPS in C++/Rust) or "quickfps".
+    "auto" is fpsample on CPU (quickfps from QUICKFPS_MIN_SAMPLES samples up), torch elsewhere.
+    "quickfps" is fpsample's bucket/KD-tree FPS: the same picks as vanilla FPS (exact distances) but
+    5-15x faster on big clouds; on exact distance ties (grids, duplicates) it may take another, equally
+    far point. Timings: `python bench/bench_ops.py` (BENCHMARKS.md).
     """
     if xyz.dim() != 3 or xyz.shape[-1] != 3:
         raise ValueError(f"farthest_point_sample expects (B, N, 3) points, got {tuple(xyz.shape)}")
@@ -33,9 +42,14 @@ def farthest_point_sample(xyz: Tensor, n_samples: int, backend: str = "auto") ->
     if n_samples > N:
         raise ValueError(f"cannot sample {n_samples} distinct points from {N}")
     if backend == "auto":
-        backend = "fpsample" if (_fpsample is not None and xyz.device.type == "cpu") else "torch"
+        if _fpsample is None or xyz.device.type != "cpu":
+            backend = "torch"
+        else:
+            backend = "quickfps" if n_samples >= QUICKFPS_MIN_SAMPLES and N >= 256 else "fpsample"
     if backend == "fpsample":
         return _fps_fpsample(xyz, n_samples)
+    if backend == "quickfps":
+        return _fps_quick(xyz, n_samples)
     if backend != "torch":
         raise ValueError(f"unknown FPS backend {backend!r}")
     return _fps_torch(xyz, n_samples)
@@ -69,6 +83,73 @@ def _fps_fpsample(xyz: Tensor, n_samples: int) -> Tensor:
     return torch.from_numpy(out.astype(np.int64)).to(xyz.device)
 
 
+def _fps_quick(xyz: Tensor, n_samples: int) -> Tensor:
+    """FPS of each cloud with fpsample's QuickFPS (bucket KD-line tree), started at point 0 (CPU)."""
+    if _fpsample is None:
+        raise RuntimeError("the fpsample package is not installed; use backend='torch'")
+    try:  # a private function of fpsample 1.0.x (pyproject pins <1.1); any other version: vanilla FPS
+        from fpsample._fpsample import _bucket_fps_kdline_sampling
+    except ImportError:
+        return _fps_fpsample(xyz, n_samples)
+
+    out = []
+    for p in xyz.detach().to("cpu", torch.float32).numpy():
+        p = np.ascontiguousarray(p)
+        n = len(p)
+        h = 3 if n < 4096 else 5 if n < 32768 else 7 if n < 524288 else 9  # bucket size 2^h, as the paper suggests
+        # fpsample 1.0 reads start_idx *after* its tree build has reordered the points, so ask for the
+        # position where point 0 ends up; if that ever misses (a new fpsample), fall back to vanilla FPS.
+        idx = _bucket_fps_kdline_sampling(p, n_samples, h, kdline_position(p, h, 0))
+        if idx[0] != 0:
+            idx = _fpsample.fps_sampling(p, n_samples, start_idx=0)
+        out.append(idx)
+    return torch.from_numpy(np.stack(out).astype(np.int64)).to(xyz.device)
+
+
+def kdline_position(points: np.ndarray, height: int, target: int = 0) -> int:
+    """Where point `target` sits after fpsample's KD-line tree build (float32 points (N, 3), tree height).
+
+    Replays the build (split on the widest bounding-box axis at the float32 running-sum mean, Hoare
+    partition: the i-th ">= split" point from the left swaps with the i-th "< split" point from the
+    right), following only the node that holds the target: ~2N element operations in all.
+    """
+    cols = np.ascontiguousarray(points.T)  # (3, N): one gather per axis per level
+    seg = np.arange(points.shape[0])       # original indices of the current node, in current order
+    pos, base = target, 0                  # target's position in seg; seg's offset in the whole array
+    for _ in range(height):
+        n = len(seg)
+        if n <= 1:
+            break
+        q = cols if n == points.shape[0] else [c[seg] for c in cols]  # per-axis gathers stay contiguous
+        span = np.array([c.max() - c.min() for c in q])
+        dim = int(np.argmax(span)) if span.max() > 0 else 0  # first widest axis, as the C++ loop picks
+        vals = q[dim]
+        split = np.cumsum(vals, dtype=np.float32)[-1] / np.float32(n)  # sequential float32 sum, as in C++
+        less = vals < split
+        n_less = int(np.count_nonzero(less))
+        lim = 1 if n_less == 0 else n - 1 if n_less == n else n_less
+        left = np.flatnonzero(~less[:n_less])                      # ">= split" in the left part, increasing
+        right = n_less + np.flatnonzero(less[n_less:])[::-1]       # "< split" in the right part, decreasing
+        if len(left):
+            if pos < n_less:
+                i = np.searchsorted(left, pos)
+                if i < len(left) and left[i] == pos:
+                    pos = int(right[i])
+            else:
+                j = np.flatnonzero(right == pos)
+                if len(j):
+                    pos = int(left[j[0]])
+        if pos < lim:
+            child = seg[:lim].copy()
+            child[left] = seg[right]
+        else:
+            child = seg[lim:].copy()
+            child[right - lim] = seg[left]
+            base, pos = base + lim, pos - lim
+        seg = child
+    return base + pos
+
+
 def square_distance(a: Tensor, b: Tensor) -> Tensor:
     """Squared Euclidean distances (B, M, N) between a (B, M, C) and b (B, N, C), clamped at 0."""
     # ||a||^2 + ||b||^2 - 2ab: one matmul instead of a (B, M, N, C) difference tensor
@@ -92,12 +173,35 @@ def knn(query: Tensor, ref: Tensor, k: int) -> tuple[Tensor, Tensor]:
         q32, r32 = query.to(dtype), ref.to(dtype)
         for s in range(0, M, chunk):
             d = square_distance(q32[:, s:s + chunk], r32)
-            dd, ii = torch.topk(d, k, dim=-1, largest=False, sorted=True)
+            dd, ii = smallest_k(d, k)
             dists.append(dd)
             idxs.append(ii)
     if len(dists) == 1:
         return dists[0], idxs[0]
     return torch.cat(dists, 1), torch.cat(idxs, 1)
+
+
+def smallest_k(d: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """The k smallest entries of each row of d (..., N), ascending: (values, indices), exactly as torch.topk.
+
+    On CPU for rows of at most _SMALLEST_K_NUMPY_MAX_N entries (the model's groups), numpy's argpartition
+    plus a sort of the k is ~2x faster than topk. Rows whose k+1 smallest entries hold equal values (where
+    topk's own tie order decides) are taken from torch.topk, so the result never differs from it.
+    """
+    N = d.shape[-1]
+    if d.device.type != "cpu" or N > _SMALLEST_K_NUMPY_MAX_N or k >= N or d.requires_grad:
+        return torch.topk(d, k, dim=-1, largest=False, sorted=True)
+    a = d.reshape(-1, N).numpy()
+    part = np.argpartition(a, k, axis=1)[:, :k + 1]  # the k+1 smallest, unordered
+    vals = np.take_along_axis(a, part, 1)
+    order = np.argsort(vals, axis=1)
+    part, vals = np.take_along_axis(part, order, 1), np.take_along_axis(vals, order, 1)
+    values = torch.from_numpy(np.ascontiguousarray(vals[:, :k]))
+    indices = torch.from_numpy(np.ascontiguousarray(part[:, :k]))
+    tied = torch.from_numpy((vals[:, 1:] == vals[:, :-1]).any(axis=1))
+    if tied.any():
+        values[tied], indices[tied] = torch.topk(d.reshape(-1, N)[tied], k, dim=-1, largest=False, sorted=True)
+    return values.reshape(*d.shape[:-1], k), indices.reshape(*d.shape[:-1], k)
 
 
 def index_points(points: Tensor, idx: Tensor) -> Tensor:

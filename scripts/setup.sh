@@ -30,9 +30,9 @@ fi
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 PY="$VENV/bin/python"
 
-# Reinstall only when pyproject.toml or the torch choice changed.
+# Reinstall only when pyproject.toml, this script or the torch choice changed.
 stamp="$VENV/.pcdviz-setup"
-want="$(sha256sum pyproject.toml | cut -c1-16) $TORCH_SPEC"
+want="$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16) $TORCH_SPEC"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi

