@@ -1,6 +1,6 @@
 """Many users at once: N gradio_client sessions against a launched explorer on 127.0.0.1.
 
-    .venv/bin/python bench/load_test.py --sessions 8 --duration 180
+    .venv/bin/python bench/load_test.py --sessions 8 --warmup 60 --duration 300
 
 starts the app in a subprocess (its own Gradio upload folder, uploads deleted 20 s after they arrive),
 then each session, in its own thread: uploads a cloud of its own, and for the rest of the run switches
@@ -11,8 +11,9 @@ when any request failed, memory grew beyond the bound, or uploaded data was left
 multipart parser also leaves one empty tmpXXXX file per upload in its temp folder; those are counted
 and reported apart).
 
-Memory bound: the server's caches are bounded (16 clouds, 48 attention-map sets, 6 models), so after
-warm-up its RSS may only move by allocator noise: END - WARM <= max(MEMORY_BOUND_MB, 20% of WARM).
+Memory bound: the server's caches are bounded (16 clouds, 48 attention-map sets, 6 models), so after a
+warm-up of the same load that fills them (--warmup, 60 s) its RSS may only move by allocator noise:
+END - WARM <= max(MEMORY_BOUND_MB, 20% of WARM). The RSS every 30 s shows whether it levels off.
 Everything listens on 127.0.0.1 only.
 """
 from __future__ import annotations
@@ -64,8 +65,24 @@ def serve(port: int, checkpoints: str, concurrency: int) -> None:
             tracemalloc.take_snapshot().dump(str(Path(os.environ["PCDVIZ_TRACEMALLOC"]) / f"snap{n_snap[0]}.tm"))
 
         signal.signal(signal.SIGUSR1, snapshot)
-    launch(build_app(Explorer(checkpoints), delete_cache=CACHE_SWEEP), "127.0.0.1", port,
-           concurrency=concurrency, quiet=True)
+    demo = build_app(Explorer(checkpoints), delete_cache=CACHE_SWEEP)
+    if not os.environ.get("PCDVIZ_MEMRAY"):
+        launch(demo, "127.0.0.1", port, concurrency=concurrency, quiet=True)
+        return
+    # diagnostics: native + Python allocations still live at the end, by stack (memray is not a dependency:
+    # pip install memray; then `memray flamegraph --leaks FILE`)
+    import signal
+    import threading
+
+    import memray
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with memray.Tracker(os.environ["PCDVIZ_MEMRAY"], native_traces=True,
+                        file_format=memray.FileFormat.AGGREGATED_ALLOCATIONS):
+        launch(demo, "127.0.0.1", port, concurrency=concurrency, quiet=True, prevent_thread_lock=True)
+        stop.wait()
+        demo.close()
 
 
 def _free_port() -> int:
@@ -187,8 +204,14 @@ class Session(threading.Thread):
 
 
 def run_load_test(sessions: int = 8, duration: float = 180.0, checkpoints: str | None = None,
-                  concurrency: int = 2, memory_bound_mb: float = MEMORY_BOUND_MB, quiet: bool = False) -> dict:
-    """Run the load test; returns the numbers it prints (and 'ok')."""
+                  concurrency: int = 2, memory_bound_mb: float = MEMORY_BOUND_MB, quiet: bool = False,
+                  warmup: float = 60.0) -> dict:
+    """Run the load test; returns the numbers it prints (and 'ok').
+
+    `warmup` seconds of the same load come before the "after warm-up" memory reading: the server's
+    caches (16 clouds, 48 map sets with each display cloud's point -> patch index) fill in about a
+    minute of 8 sessions, and that filling is bounded, not growth with the number of requests.
+    """
     from pcdviz.checkpoints import scan_checkpoints
 
     checkpoints = checkpoints or str(REPO / "checkpoints")
@@ -207,11 +230,12 @@ def run_load_test(sessions: int = 8, duration: float = 180.0, checkpoints: str |
             for t in threads:
                 t.start()
             warm.wait(timeout=600)
+            deadline[0] = time.time() + warmup + duration
+            go.set()
+            time.sleep(warmup)
             rss_warm = rss_mb(proc.pid)
             samples = [(0.0, rss_warm)]
             t0 = time.time()
-            deadline[0] = t0 + duration
-            go.set()
             while any(t.is_alive() for t in threads):
                 time.sleep(2.0)
                 samples.append((time.time() - t0, rss_mb(proc.pid)))
@@ -281,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sessions", type=int, default=8)
     ap.add_argument("--duration", type=float, default=180.0, help="seconds of load after warm-up")
+    ap.add_argument("--warmup", type=float, default=60.0, help="seconds of load before the memory reference")
     ap.add_argument("--checkpoints", default=None, help="checkpoint folder (default: the shipped ./checkpoints)")
     ap.add_argument("--concurrency", type=int, default=2, help="events the app computes at once")
     ap.add_argument("--memory-bound-mb", type=float, default=MEMORY_BOUND_MB)
@@ -291,7 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve:
         serve(args.port, args.checkpoints, args.concurrency)
         return 0
-    r = run_load_test(args.sessions, args.duration, args.checkpoints, args.concurrency, args.memory_bound_mb)
+    r = run_load_test(args.sessions, args.duration, args.checkpoints, args.concurrency, args.memory_bound_mb,
+                      warmup=args.warmup)
     if args.json:
         Path(args.json).write_text(json.dumps(r, indent=1))
     return 0 if r["ok"] else 1

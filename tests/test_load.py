@@ -1,6 +1,6 @@
 """Many users: the load test of bench/load_test.py, short (8 sessions x 20 s) in the suite.
 
-The long run is `.venv/bin/python bench/load_test.py --sessions 8 --duration 180` (or set
+The long run is `.venv/bin/python bench/load_test.py --sessions 8 --warmup 60 --duration 300` (or set
 PCDVIZ_LOAD_SECONDS for this test).
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ def test_eight_sessions_no_failures_bounded_memory_uploads_cleaned():
     pytest.importorskip("gradio_client")
     from load_test import format_result, run_load_test
 
-    r = run_load_test(sessions=8, duration=SECONDS, quiet=True)
+    r = run_load_test(sessions=8, duration=SECONDS, quiet=True, warmup=5.0)
     report = format_result(r)
     print("\n" + report)
     assert r["failed"] == 0, report
