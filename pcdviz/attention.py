@@ -293,11 +293,7 @@ class AttentionMaps:
         # kept patches: mass_threshold(values, keep). Project the 0/1 kept indicator with the projection rule:
         # a point in groups gets the fraction of its groups that are kept, a point in no group 0 or 1 from its
         # nearest centre. "Attended" = that fraction >= 0.5 (the analogue of a pixel whose patch is kept in DINO).
-        return self._attended(mass_threshold(values, keep))
-
-    def _attended(self, kept_patches: np.ndarray) -> np.ndarray:
-        """Bool (N,): model-input points at least half of whose projected value comes from kept patches."""
-        return self.to_points(kept_patches.astype(np.float64)) >= 0.5 - 1e-6
+        return self.to_points(mass_threshold(values, keep).astype(np.float64)) >= 0.5 - 1e-6
 
     def head_part_iou(self, labels: np.ndarray, layer: int = -1, keep: float | None = None) -> "HeadPartIoU":
         """Per head: how well its CLS map singles out one part of the shape (see HeadPartIoU).

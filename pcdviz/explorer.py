@@ -276,24 +276,16 @@ class ViewSettings:
 
 
 def _as_int(value, name: str, default: int) -> int:
+    return int(round(_as_float(value, name, default, "a whole number")))
+
+
+def _as_float(value, name: str, default: float, kind: str = "a number") -> float:
     if value is None or value == "":
         return default
     try:
         f = float(value)
     except (TypeError, ValueError):
-        raise ExplorerError(f"The {name} must be a whole number, not {value!r}.") from None
-    if not math.isfinite(f):
-        raise ExplorerError(f"The {name} must be a finite number, not {value!r}.")
-    return int(round(f))
-
-
-def _as_float(value, name: str, default: float) -> float:
-    if value is None or value == "":
-        return default
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        raise ExplorerError(f"The {name} must be a number, not {value!r}.") from None
+        raise ExplorerError(f"The {name} must be {kind}, not {value!r}.") from None
     if not math.isfinite(f):
         raise ExplorerError(f"The {name} must be a finite number, not {value!r}.")
     return f
