@@ -11,7 +11,6 @@ import json
 import math
 import re
 import struct
-import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -495,13 +494,12 @@ def _interpret_columns(arr: np.ndarray, names=None, ext: str | None = None) -> _
 
 
 def _fromstring(text: bytes | str) -> np.ndarray:
-    """All whitespace-separated numbers in text as float64; raises ValueError on a non-number."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        try:
-            return np.fromstring(text, dtype=np.float64, sep=" ")
-        except (ValueError, DeprecationWarning) as e:
-            raise ValueError(str(e)) from None
+    """All whitespace-separated numbers in text as float64; raises ValueError on a non-number.
+
+    (NumPy >= 2.3 raises on unmatched data; older NumPy only warned, and catching that warning meant
+    switching the process-wide warning filters, which in a threaded server turned other threads'
+    warnings into exceptions.)"""
+    return np.fromstring(text, dtype=np.float64, sep=" ")
 
 
 def _first_bad_token(lines, first_line_no: int = 1) -> str:

@@ -13,6 +13,7 @@ import socket
 import struct
 import time
 import tracemalloc
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -57,6 +58,29 @@ def peak_allocation(fn) -> int:
 
 
 # --------------------------------------------------------------------------- bugs the fuzzer found (pcdviz.io)
+
+
+def test_reading_files_leaves_the_process_wide_warning_filters_alone(tmp_path, monkeypatch):
+    """The text parsers used to turn warnings into errors around each parse (warnings.catch_warnings with
+    simplefilter("error")): the filters are process-wide, so in the threaded server other threads' warnings
+    raised meanwhile (Gradio's queue bookkeeping failed on thousands of events), and two overlapping parses
+    could leave them set to "error" for good."""
+    calls = []
+    for name in ("catch_warnings", "simplefilter", "filterwarnings", "resetwarnings"):
+        real = getattr(warnings, name)
+        monkeypatch.setattr(warnings, name, lambda *a, _n=name, _f=real, **k: calls.append(_n) or _f(*a, **k))
+    rng = np.random.default_rng(0)
+    files = {"good.xyz": "\n".join(" ".join(f"{v:.4f}" for v in p) for p in rng.normal(size=(50, 3))),
+             "bad.xyz": "0 0 0\n1 2 x\n" * 20,
+             "bad.off": "OFF\n3 1 0\n0 0 0\n1 0 0\n0 1 zz\n3 0 1 2\n",
+             "good.obj": "v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n"}
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+        try:
+            load_point_cloud(tmp_path / name)
+        except PointCloudError:
+            assert name.startswith("bad")
+    assert not calls
 
 
 def test_coordinates_beyond_float32_are_dropped_not_loaded_as_inf(tmp_path):
