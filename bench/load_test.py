@@ -7,13 +7,20 @@ then each session, in its own thread: uploads a cloud of its own, and for the re
 layers, heads, modes and checkpoints, uploading a new file every few rounds. It prints, per event, the
 requests, failures and the p50/p95 latency; the server's resident memory (VmRSS) after warm-up, half way
 and at the end; and, after the cache's deletion period, how many uploaded files are left. Exit status 1
-when any request failed, memory grew beyond the bound, or uploaded data was left behind (Gradio's
-multipart parser also leaves one empty tmpXXXX file per upload in its temp folder; those are counted
-and reported apart).
+when any request failed, memory grew beyond the bound, a file of an upload was left behind (the cached
+upload, or the empty tmpXXXXXXXX file that Gradio's File component leaves per event, which the app's sweep
+deletes too), or the server's log has a traceback.
 
 Memory bound: the server's caches are bounded (16 clouds, 48 attention-map sets, 6 models), so after a
 warm-up of the same load that fills them (--warmup, 60 s) its RSS may only move by allocator noise:
 END - WARM <= max(MEMORY_BOUND_MB, 20% of WARM). The RSS every 30 s shows whether it levels off.
+
+    .venv/bin/python bench/load_test.py --new-sessions 200 --max-sessions 50
+
+measures the other axis, the number of users: sessions one after another (each connects, uploads, views
+and switches checkpoint once), the server's RSS growth per new session before and after the app's cap on
+the sessions whose state Gradio keeps.
+
 Everything listens on 127.0.0.1 only.
 """
 from __future__ import annotations
@@ -42,14 +49,15 @@ CACHE_SWEEP = (5, 20)  # (every N s, delete uploads older than M s): short, so c
 # --------------------------------------------------------------------------- the server (subprocess)
 
 
-def serve(port: int, checkpoints: str, concurrency: int) -> None:
+def serve(port: int, checkpoints: str, concurrency: int, max_sessions: int | None) -> None:
     """Run the explorer in this process (the load test starts this as a subprocess)."""
     import torch
 
-    from pcdviz.app import build_app, default_torch_threads, launch
+    from pcdviz.app import MAX_SESSIONS, build_app, default_torch_threads, launch
     from pcdviz.explorer import Explorer
 
     torch.set_num_threads(default_torch_threads(concurrency))
+    max_sessions = max_sessions or MAX_SESSIONS
     if os.environ.get("PCDVIZ_TRACEMALLOC"):  # diagnostics: SIGUSR1 writes a tracemalloc snapshot
         import signal
         import tracemalloc
@@ -67,7 +75,7 @@ def serve(port: int, checkpoints: str, concurrency: int) -> None:
         signal.signal(signal.SIGUSR1, snapshot)
     demo = build_app(Explorer(checkpoints), delete_cache=CACHE_SWEEP)
     if not os.environ.get("PCDVIZ_MEMRAY"):
-        launch(demo, "127.0.0.1", port, concurrency=concurrency, quiet=True)
+        launch(demo, "127.0.0.1", port, concurrency=concurrency, quiet=True, max_sessions=max_sessions)
         return
     # diagnostics: native + Python allocations still live at the end, by stack (memray is not a dependency:
     # pip install memray; then `memray flamegraph --leaks FILE`)
@@ -80,7 +88,8 @@ def serve(port: int, checkpoints: str, concurrency: int) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with memray.Tracker(os.environ["PCDVIZ_MEMRAY"], native_traces=True,
                         file_format=memray.FileFormat.AGGREGATED_ALLOCATIONS):
-        launch(demo, "127.0.0.1", port, concurrency=concurrency, quiet=True, prevent_thread_lock=True)
+        launch(demo, "127.0.0.1", port, concurrency=concurrency, quiet=True, prevent_thread_lock=True,
+               max_sessions=max_sessions)
         stop.wait()
         demo.close()
 
@@ -99,14 +108,16 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def start_server(checkpoints: str, concurrency: int, upload_dir: Path, timeout: float = 120.0):
+def start_server(checkpoints: str, concurrency: int, upload_dir: Path, timeout: float = 120.0,
+                 max_sessions: int | None = None):
     """(process, url) of a launched app with its own upload folder; waits until it answers."""
     port = _free_port()
     log = open(upload_dir.parent / "server.log", "wb")  # a file, not a pipe nobody reads (a full pipe blocks the app)
     env = dict(os.environ, GRADIO_TEMP_DIR=str(upload_dir), GRADIO_ANALYTICS_ENABLED="False",
                PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--serve", "--port", str(port),
-                             "--checkpoints", checkpoints, "--concurrency", str(concurrency)],
+                             "--checkpoints", checkpoints, "--concurrency", str(concurrency),
+                             *(["--max-sessions", str(max_sessions)] if max_sessions else [])],
                             env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=log)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + timeout
@@ -243,14 +254,12 @@ def run_load_test(sessions: int = 8, duration: float = 180.0, checkpoints: str |
                 t.join()
             rss_end = rss_mb(proc.pid)
             wall = time.time() - t0
-            # uploads are deleted by Gradio's cache sweep: wait one age + two sweeps, then count what is left
+            # uploads are deleted by the app's cache sweep: wait one age + two sweeps, then count what is left
             time.sleep(CACHE_SWEEP[1] + 2 * CACHE_SWEEP[0] + 1)
-            # Gradio also leaves one empty tmpXXXX file per upload in its temp folder (its multipart parser's);
-            # those hold no data and are counted apart
-            files_now = [p for p in upload_dir.rglob("*") if p.is_file()]
-            left = [p for p in files_now if p.stat().st_size > 0]
-            empty = len(files_now) - len(left)
+            left = [p for p in upload_dir.rglob("*") if p.is_file()]
+            empty = sum(p.stat().st_size == 0 for p in left)
             alive = proc.poll() is None
+            server_errors = _server_errors(tmp / "server.log")   # read before the shutdown adds its own lines
         finally:
             proc.terminate()
             try:
@@ -275,12 +284,64 @@ def run_load_test(sessions: int = 8, duration: float = 180.0, checkpoints: str |
               "events": table, "rss_warm_mb": rss_warm, "rss_half_mb": half, "rss_end_mb": rss_end,
               "rss_peak_mb": max(s for _, s in samples), "memory_bound_mb": bound,
               "uploads": sum(t.n_uploads for t in threads), "uploads_left": len(left), "empty_temp_files": empty,
-              "server_alive": alive,
+              "server_alive": alive, "server_errors": len(server_errors),
+              "server_error_kinds": sorted(set(server_errors))[:5],
               "rss_every_30s": [(round(t), round(m)) for t, m in samples[::15]],   # (seconds, MB): does it level off?
               "failures": failures[:20], "left": [str(p.relative_to(upload_dir)) for p in left[:5]]}
-    result["ok"] = (not failures and rss_end - rss_warm <= bound and not left and alive)
+    result["ok"] = (not failures and rss_end - rss_warm <= bound and not left and alive and not server_errors)
     say(format_result(result))
     return result
+
+
+def run_session_churn(n: int = 200, checkpoints: str | None = None, max_sessions: int | None = None,
+                      every: int = 25, quiet: bool = False) -> dict:
+    """n sessions one after another, each: connect, upload a cloud, a view, a checkpoint switch. Returns (and
+    prints every `every` sessions) the server's RSS and its growth per session over those `every`."""
+    from gradio_client import Client, handle_file
+
+    from pcdviz.app import MAX_SESSIONS
+    from pcdviz.checkpoints import scan_checkpoints
+
+    checkpoints = checkpoints or str(REPO / "checkpoints")
+    names = [i.name for i in scan_checkpoints(checkpoints) if not i.error][:2] or ["random-tiny (built in)"]
+    say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
+    with tempfile.TemporaryDirectory(prefix="pcdviz-churn-") as tmp:
+        tmp = Path(tmp)
+        (tmp / "gradio").mkdir()
+        cloud = tmp / "cloud.xyz"
+        np.savetxt(cloud, np.random.default_rng(0).normal(size=(2048, 3)), fmt="%.5f")
+        proc, url = start_server(checkpoints, 2, tmp / "gradio", max_sessions=max_sessions)
+        say(f"[churn] app pid {proc.pid} on {url}; {n} sessions one after another, the app keeps "
+            f"{max_sessions or MAX_SESSIONS}")
+        rows, t0 = [], time.time()
+        try:
+            for i in range(1, n + 1):
+                c = Client(url, verbose=False, download_files=False)
+                cid = c.predict(file=handle_file(str(cloud)), h5_key=None, h5_index=0, api_name="/load_upload")[0]
+                c.predict(cloud_id=cid, checkpoint=names[0], mode="heads", api_name="/view")
+                c.predict(cloud_id=cid, checkpoint=names[-1], api_name="/select_checkpoint")
+                if i % every == 0:
+                    rows.append((i, rss_mb(proc.pid)))
+                    grow = f"{(rows[-1][1] - rows[-2][1]) / every * 1024:+.0f} KB" if len(rows) > 1 else "-"
+                    say(f"[churn] {i} sessions: RSS {rows[-1][1]:.0f} MB; per session over the last {every}: "
+                        f"{grow} ({time.time() - t0:.0f} s)")
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)
+    return {"sessions": n, "max_sessions": max_sessions or MAX_SESSIONS, "rss_mb": rows}
+
+
+def _server_errors(log: Path) -> list[str]:
+    """The last line of every traceback in the server's log: an exception the server swallowed (a failed
+    background task, a thread that died) breaks no request but still counts against the run."""
+    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+    errors, in_tb = [], False
+    for line, nxt in zip(lines, lines[1:] + [""]):
+        in_tb = in_tb or line.startswith("Traceback (most recent call last)")
+        if in_tb and line and not line.startswith((" ", "Traceback")) and not nxt.startswith(" "):
+            errors.append(line[:200])
+            in_tb = False
+    return errors
 
 
 def format_result(r: dict) -> str:
@@ -293,9 +354,11 @@ def format_result(r: dict) -> str:
                  f"{r['rss_end_mb']:.0f} MB at the end (peak {r['rss_peak_mb']:.0f} MB); growth "
                  f"{r['rss_end_mb'] - r['rss_warm_mb']:+.0f} MB, bound {r['memory_bound_mb']:.0f} MB")
     lines.append("[load] RSS every 30 s (s: MB): " + ", ".join(f"{t}: {m}" for t, m in r.get("rss_every_30s", [])))
-    lines.append(f"[load] uploaded files left after the cache sweep: {r['uploads_left']} (and "
-                 f"{r['empty_temp_files']} empty temp files of Gradio's upload parser); server alive: "
-                 f"{r['server_alive']}; {'PASS' if r['ok'] else 'FAIL'}")
+    lines.append(f"[load] uploaded files left after the cache sweep: {r['uploads_left']} (of them "
+                 f"{r['empty_temp_files']} empty temp files of Gradio's File component); server alive: "
+                 f"{r['server_alive']}; tracebacks in the server's log: {r['server_errors']}; "
+                 f"{'PASS' if r['ok'] else 'FAIL'}")
+    lines += [f"[load] server error: {e}" for e in r.get("server_error_kinds", [])]
     lines += [f"[load] failure: {f}" for f in r["failures"]]
     lines += [f"[load] left: {f}" for f in r.get("left", [])]
     return "\n".join(lines)
@@ -309,12 +372,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--checkpoints", default=None, help="checkpoint folder (default: the shipped ./checkpoints)")
     ap.add_argument("--concurrency", type=int, default=2, help="events the app computes at once")
     ap.add_argument("--memory-bound-mb", type=float, default=MEMORY_BOUND_MB)
+    ap.add_argument("--new-sessions", type=int, default=0,
+                    help="instead: this many sessions one after another, RSS per new session")
+    ap.add_argument("--max-sessions", type=int, default=None, help="sessions the app keeps (default: the app's)")
     ap.add_argument("--json", default=None, help="also write the numbers to this file")
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, default=7860, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.serve:
-        serve(args.port, args.checkpoints, args.concurrency)
+        serve(args.port, args.checkpoints, args.concurrency, args.max_sessions)
+        return 0
+    if args.new_sessions:
+        r = run_session_churn(args.new_sessions, args.checkpoints, args.max_sessions)
+        if args.json:
+            Path(args.json).write_text(json.dumps(r, indent=1))
         return 0
     r = run_load_test(args.sessions, args.duration, args.checkpoints, args.concurrency, args.memory_bound_mb,
                       warmup=args.warmup)

@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import os
+import stat
 import time
 from pathlib import Path
 
@@ -153,6 +154,12 @@ def _head_choices(n_heads: int) -> list[tuple[str, str]]:
     return [(f"head {h}", str(h)) for h in range(n_heads)] + [(f"{f} of heads", f) for f in FUSIONS]
 
 
+# Gradio keeps every session's state (a copy of each component's config and the last value of each output,
+# so the last figure too) until the session is evicted, oldest-used first, beyond this many sessions; its
+# default of 10,000 let a server grow by ~240 KB per visitor (measured: bench/load_test.py --new-sessions).
+MAX_SESSIONS = 256
+
+
 def build_app(explorer: Explorer | None = None, checkpoints_dir: str | Path = "checkpoints",
               delete_cache: tuple[int, int] = (600, 3600)):
     """The Blocks: layout and event wiring only; every computation is an Explorer method.
@@ -286,11 +293,17 @@ def build_app(explorer: Explorer | None = None, checkpoints_dir: str | Path = "c
                point_size.release, colorscale.input, color_range.input, show_centers.input, compare.input],
               view, [cloud_id, *view_inputs], [plot, status], api_name="view", **fast)
 
-        shapes_seen = {(L, H)}  # (layers, heads) of every checkpoint chosen so far
+        # What this session's layer slider and head list offer, and its HDF5 dataset list. Only a change of
+        # those needs a property update: Gradio (6.31) answers each one with a new copy of the component that
+        # the session's state keeps for as long as the session lives (a few KB each, never freed), so an update
+        # on every checkpoint switch or upload grows the server with the number of requests. None: not known
+        # (a new session, or one whose state Gradio evicted), so the first switch or upload sends an update.
+        offered_shape = gr.State(None)
+        offered_h5_keys = gr.State(None)
 
-        @guard(7, 6)
+        @guard(8, 6)
         def select_checkpoint(checkpoint, cloud_id, compare, mode, layer, head, query, keep, crop_ratio, point_size,
-                              colorscale, color_range, show_centers, camera):
+                              colorscale, color_range, show_centers, camera, shape):
             """Switch checkpoint: its card, its layers and heads, the cloud info, and the redrawn view."""
             n_layers, n_heads, n_patches = ex.checkpoint_shape(checkpoint)
             head = head if (head in FUSIONS or (str(head).isdigit() and int(head) < n_heads)) else "mean"
@@ -298,20 +311,16 @@ def build_app(explorer: Explorer | None = None, checkpoints_dir: str | Path = "c
             s = settings(mode, n_layers - 1, head, query, keep, crop_ratio, point_size, colorscale, color_range,
                          show_centers, camera)
             v, msg = draw(cloud_id, checkpoint, compare, s)
-            # Only a different depth / head count needs a property update: Gradio (6.31) makes a new copy of
-            # an updated component for the session, and each later event that reads it stores one more copy
-            # in the session's state for as long as the session lives (a few KB per switch, never freed).
-            # Until some checkpoint of another shape has been chosen, no session's layer and head differ from the
-            # page's first ones, so plain values do.
-            shapes_seen.add((n_layers, n_heads))
-            same = shapes_seen == {(L, H)}
+            same = shape == (n_layers, n_heads)
             return (ex.checkpoint_card_markdown(checkpoint),
                     n_layers - 1 if same else gr.update(maximum=n_layers - 1, value=n_layers - 1),
                     head if same else gr.update(choices=_head_choices(n_heads), value=head),
-                    query, ex.cloud_info_markdown(v.cloud, checkpoint), v.figure, msg)
+                    query, ex.cloud_info_markdown(v.cloud, checkpoint), v.figure, msg,
+                    gr.skip() if same else (n_layers, n_heads))
 
-        checkpoint.input(select_checkpoint, [checkpoint, cloud_id, *view_inputs[1:]],
-                         [card, layer, head, query, cloud_info, plot, status], api_name="select_checkpoint")
+        checkpoint.input(select_checkpoint, [checkpoint, cloud_id, *view_inputs[1:], offered_shape],
+                         [card, layer, head, query, cloud_info, plot, status, offered_shape],
+                         api_name="select_checkpoint")
 
         def show_cloud(cloud: LoadedCloud, checkpoint, compare, s: ViewSettings):
             v, msg = draw(cloud.cloud_id, checkpoint, compare, s)
@@ -338,21 +347,24 @@ def build_app(explorer: Explorer | None = None, checkpoints_dir: str | Path = "c
 
         mesh.input(load_mesh, [mesh, *view_inputs], [cloud_id, cloud_info, plot, status], api_name="load_mesh")
 
-        @guard(5, 4)
+        @guard(6, 4)
         def load_upload(file, h5_key, h5_index, checkpoint, compare, mode, layer, head, query, keep, crop_ratio,
-                        point_size, colorscale, color_range, show_centers, camera):
+                        point_size, colorscale, color_range, show_centers, camera, h5_keys):
             """Load an uploaded file (any format pcdviz.io reads; for .h5 a dataset and an index) and show it."""
             if file is None:
-                return gr.skip(), gr.skip(), gr.skip(), gr.skip(), "Upload a file to see it here."
+                return gr.skip(), gr.skip(), gr.skip(), gr.skip(), "Upload a file to see it here.", gr.skip()
             s = settings(mode, layer, head, query, keep, crop_ratio, point_size, colorscale, color_range,
                          show_centers, camera)
             cloud = ex.load_upload(file, h5_key or None, h5_index)
             cid, info, fig, msg = show_cloud(cloud, checkpoint, compare, s)
-            keys = gr.update(choices=list(cloud.h5_keys), value=cloud.h5_key) if cloud.h5_keys else gr.update(choices=[], value=None)
-            return cid, info, keys, fig, msg
+            keys, value = tuple(cloud.h5_keys), cloud.h5_key if cloud.h5_keys else None
+            if keys == h5_keys:
+                return cid, info, value, fig, msg, gr.skip()
+            return cid, info, gr.update(choices=list(keys), value=value), fig, msg, keys
 
-        gr.on([upload.upload, h5_key.input, h5_index.submit], load_upload, [upload, h5_key, h5_index, *view_inputs],
-              [cloud_id, cloud_info, h5_key, plot, status], api_name="load_upload")
+        gr.on([upload.upload, h5_key.input, h5_index.submit], load_upload,
+              [upload, h5_key, h5_index, *view_inputs, offered_h5_keys],
+              [cloud_id, cloud_info, h5_key, plot, status, offered_h5_keys], api_name="load_upload")
 
         @guard(4, 3)
         def pick_point(click, cloud_id, checkpoint, compare, mode, layer, head, query, keep, crop_ratio, point_size,
@@ -396,7 +408,8 @@ def sweep_uploads(demo, every: float, age: float) -> None:
 
     Gradio's own delete_cache sweep iterates its live file sets in a worker thread while the upload route
     adds to them: under concurrent uploads it raises "Set changed size during iteration" once and never
-    runs again (the load test left 196 of 333 uploads). This sweep iterates copies; it stops with the app."""
+    runs again (the load test left 196 of 333 uploads). This sweep iterates copies, also deletes the empty
+    temp files Gradio's File component leaves behind, and stops with the app."""
     import threading
     import weakref
 
@@ -432,6 +445,15 @@ def _delete_old_files(demo, age: float) -> None:
                     files.discard(f)
             except FileNotFoundError:
                 files.discard(f)
+    # gr.File's preprocessing (Gradio 6.31) opens a NamedTemporaryFile in the cache folder for every event
+    # that reads an upload and never uses or deletes it: one empty tmpXXXXXXXX file per event, in no file set.
+    for f in Path(demo.GRADIO_CACHE).glob("tmp*"):
+        try:
+            st = os.lstat(f)
+            if stat.S_ISREG(st.st_mode) and st.st_size == 0 and now - st.st_ctime > age:
+                os.remove(f)
+        except FileNotFoundError:
+            pass
 
 
 def _parse_click(click) -> tuple[float, float, float]:
@@ -456,12 +478,13 @@ def _parse_click(click) -> tuple[float, float, float]:
 
 
 def launch(demo, host: str = "127.0.0.1", port: int | None = None, *, concurrency: int = 2,
-           prevent_thread_lock: bool = False, quiet: bool = False, max_file_size: int = MAX_UPLOAD_BYTES):
-    """Queue and launch with the app's limits: upload cap, concurrency, no analytics, our JS."""
+           prevent_thread_lock: bool = False, quiet: bool = False, max_file_size: int = MAX_UPLOAD_BYTES,
+           max_sessions: int = MAX_SESSIONS):
+    """Queue and launch with the app's limits: upload cap, concurrency, sessions kept, no analytics, our JS."""
     demo.queue(default_concurrency_limit=concurrency, max_size=64)
     return demo.launch(server_name=host, server_port=port, max_file_size=max_file_size, js=APP_JS, css=CSS,
                        prevent_thread_lock=prevent_thread_lock, quiet=quiet, show_error=False, share=False,
-                       footer_links=["api"], ssr_mode=False)
+                       footer_links=["api"], ssr_mode=False, state_session_capacity=max_sessions)
 
 
 def default_torch_threads(concurrency: int) -> int:
@@ -478,6 +501,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)),
                    help="port (default: 7860)")
     p.add_argument("--concurrency", type=int, default=2, help="events computed at once (default: 2)")
+    p.add_argument("--max-sessions", type=int, default=MAX_SESSIONS,
+                   help=f"sessions whose state the server keeps, least recently used dropped first (default: "
+                        f"{MAX_SESSIONS}; about 240 KB each, plus the last figure each was sent)")
     p.add_argument("--torch-threads", type=int, default=None,
                    help="torch threads per event (default: CPUs / concurrency; 0 leaves torch's own default)")
     args = p.parse_args(argv)
@@ -494,5 +520,5 @@ def main(argv: list[str] | None = None) -> int:
     if ex.scan_error:
         print(f"pcdviz app: {ex.scan_error}")
     print(f"pcdviz app: checkpoints {', '.join(ex.checkpoint_names())}; serving on http://{args.host}:{args.port}")
-    launch(build_app(ex), args.host, args.port, concurrency=args.concurrency)
+    launch(build_app(ex), args.host, args.port, concurrency=args.concurrency, max_sessions=args.max_sessions)
     return 0

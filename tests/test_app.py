@@ -349,19 +349,25 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def client(ckpt_dir):
+def launched(ckpt_dir):
+    """(the Blocks, its URL) of an app launched on loopback for this module."""
     pytest.importorskip("gradio_client")
-    from gradio_client import Client
-
     from pcdviz.app import build_app, launch
 
     demo = build_app(Explorer(ckpt_dir))
     port = _free_port()
     launch(demo, "127.0.0.1", port, prevent_thread_lock=True, quiet=True, max_file_size=2 * 1024**2)
     try:
-        yield Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=str(ckpt_dir.parent / "downloads"))
+        yield demo, f"http://127.0.0.1:{port}/"
     finally:
         demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(launched, ckpt_dir):
+    from gradio_client import Client
+
+    return Client(launched[1], verbose=False, download_files=str(ckpt_dir.parent / "downloads"))
 
 
 ENDPOINTS = ["/view", "/select_checkpoint", "/load_shape", "/load_mesh", "/load_upload", "/pick_point",
@@ -485,3 +491,93 @@ def test_the_shipped_app_opens_on_the_full_method():
     ex = Explorer(shipped)
     assert {"dwc-tiny", "dino-tiny", "random-tiny"} <= set(ex.usable_checkpoints())
     assert ex.default_checkpoint() == "dwc-tiny"
+
+
+def test_app_session_state_does_not_grow_with_requests(launched, tmp_path):
+    """Gradio keeps one more copy of a component in the session's state for every property update it
+    answers, for as long as the session lives; the app sends one only when the session's layer range, head
+    list or HDF5 dataset list really changes (or is not known yet), so uploads, views and switches of like
+    checkpoints or of the datasets of one file add nothing."""
+    import h5py
+    from gradio_client import Client, handle_file
+
+    demo, url = launched
+    c = Client(url, verbose=False, download_files=False)
+    rng = np.random.default_rng(0)
+    with h5py.File(tmp_path / "two.h5", "w") as f:
+        f["data"] = rng.normal(size=(2, 256, 3)).astype(np.float32)
+        f["other"] = rng.normal(size=(300, 3)).astype(np.float32)
+
+    def upload(path, key=None):
+        cid, _, keys, _, status = c.predict(file=handle_file(str(path)), h5_key=key, h5_index=0,
+                                            checkpoint="seed1", api_name="/load_upload")
+        assert not status.startswith("⚠️"), status
+        return cid, keys
+
+    def switch(ckpt, cid):
+        out = c.predict(checkpoint=ckpt, cloud_id=cid, api_name="/select_checkpoint")
+        assert not out[-1].startswith("⚠️"), out
+        return out
+
+    def xyz(i):
+        return _write_xyz(tmp_path / f"r{i}.xyz", rng.normal(size=(300, 3)))
+
+    cid, keys = upload(xyz(0))              # a new session: what the page offers is not known, so an update
+    assert keys["choices"] == [] and keys["value"] is None
+    assert upload(xyz(1))[1] is None        # known now and the same: a plain value
+    _, keys = upload(tmp_path / "two.h5")   # the list changes: an update offering both
+    assert sorted(k for k, _ in keys["choices"]) == ["data", "other"] and keys["value"] == "data"
+    _, keys = upload(xyz(2))                # and back: an update clearing it
+    assert keys["choices"] == [] and keys["value"] is None
+    first = switch("seed1-copy", cid)       # the first switch of a session updates the layer range and heads
+    assert first[1]["maximum"] == 3 and first[1]["value"] == 3 and first[2]["value"] == "mean", first
+    upload(tmp_path / "two.h5")
+    upload(tmp_path / "two.h5", "other")    # the first event that reads an updated component stores its copy
+    state = demo.state_holder.session_data[c.session_hash]
+    size = len(state.blocks_config.blocks)
+    for i in range(3):
+        for key in ("other", "data"):       # datasets of the same file: same list, plain values
+            assert upload(tmp_path / "two.h5", key)[1] == key
+        for ckpt in ("seed1", "seed1-copy"):  # same depth and heads: plain values
+            out = switch(ckpt, cid)
+            assert out[1] == 3 and out[2] == "mean", out
+        c.predict(cloud_id=cid, checkpoint="seed1", mode="heads", api_name="/view")
+    assert len(state.blocks_config.blocks) == size
+    for i in range(3, 6):                   # once the list is empty, uploads of clouds add nothing either
+        assert upload(xyz(i))[1] is None or i == 3
+    size = len(state.blocks_config.blocks)
+    for i in range(6, 9):
+        assert upload(xyz(i))[1] is None
+    assert len(state.blocks_config.blocks) == size
+
+
+def test_app_keeps_at_most_max_sessions_and_an_evicted_session_goes_on(ckpt_dir, tmp_path):
+    """Gradio keeps a session's state (~240 KB, and the last figure it was sent) until it is evicted; the app
+    caps the sessions kept. A session whose state went gets correct answers on its next events (updates,
+    since what its page offers is no longer known)."""
+    pytest.importorskip("gradio_client")
+    from gradio_client import Client
+
+    from pcdviz.app import build_app, launch
+
+    demo = build_app(Explorer(ckpt_dir))
+    port = _free_port()
+    launch(demo, "127.0.0.1", port, prevent_thread_lock=True, quiet=True, max_sessions=3)
+    try:
+        clients = [Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=False) for _ in range(6)]
+        cids = [c.predict(category="mug", seed=i, n_points=512, api_name="/load_shape")[0]
+                for i, c in enumerate(clients)]
+        for c, cid in zip(clients, cids):
+            out = c.predict(checkpoint="seed1-copy", cloud_id=cid, api_name="/select_checkpoint")
+            assert out[1]["maximum"] == 3 and not out[-1].startswith("⚠️"), out
+            assert len(demo.state_holder.session_data) <= 3
+        first = clients[0]                  # evicted long ago: its next events work
+        assert first.session_hash not in demo.state_holder.session_data
+        plot, status = first.predict(cloud_id=cids[0], checkpoint="seed1", mode="query", query=2,
+                                     api_name="/view")
+        assert status.startswith("patch 2 → patches"), status
+        out = first.predict(checkpoint="seed1", cloud_id=cids[0], api_name="/select_checkpoint")
+        assert out[1]["maximum"] == 3 and not out[-1].startswith("⚠️"), out
+        assert len(demo.state_holder.session_data) <= 3
+    finally:
+        demo.close()
