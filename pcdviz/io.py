@@ -1301,7 +1301,7 @@ def _parse_npz(path: Path, *, ext: str, cap: int, h5_key, h5_index: int, decode_
 
     try:
         npz = np.load(path, allow_pickle=False)
-    except zipfile.BadZipFile as e:
+    except (zipfile.BadZipFile, NotImplementedError) as e:  # NotImplementedError: a 'version needed' beyond zipfile's
         raise _Fail(f"the ZIP archive is damaged or truncated ({e})") from None
     try:
         with npz:
@@ -1338,6 +1338,8 @@ def _npz_shapes(npz, decode_limit: int) -> dict[str, tuple[int, ...]]:
                 header_bytes = f.tell()
         except (zipfile.BadZipFile, OSError, EOFError) as e:
             raise _Fail(f"the ZIP archive is damaged ({type(e).__name__}: {str(e)[:80]})") from None
+        except NotImplementedError as e:  # zipfile: an unknown compression method or 'version needed'
+            raise _Fail(f"the ZIP archive is damaged or uses a variant this reader lacks ({e})") from None
         except _Fail:
             continue  # not an .npy member: never chosen
         if dtype.hasobject:
