@@ -18,6 +18,11 @@ from pathlib import Path
 
 # Set before Gradio is imported anywhere in this process: no telemetry, no version check.
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+# Gradio's queue (6.31) keeps a record of its last 10,000 events and, after every event, summarises them all in
+# a pandas DataFrame for a monitoring page this app never opens: ~18 ms of CPU per event once 10,000 are kept.
+# Keep few and never summarise (the load test answered 8 % more requests in 10 minutes; BENCHMARKS.md).
+os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "100")
+os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", str(10**12))
 
 from pcdviz.explorer import (  # noqa: E402
     COLOR_RANGES,

@@ -581,3 +581,15 @@ def test_app_keeps_at_most_max_sessions_and_an_evicted_session_goes_on(ckpt_dir,
         assert len(demo.state_holder.session_data) <= 3
     finally:
         demo.close()
+
+
+def test_gradio_keeps_few_event_records_and_never_summarises_them(launched, client):
+    """Gradio's queue summarises its last 10,000 event records in a pandas DataFrame after every event (for a
+    monitoring page); the app turns that off through Gradio's environment settings (pcdviz/app.py)."""
+    demo, _ = launched
+    cid = client.predict(category="mug", seed=0, n_points=512, api_name="/load_shape")[0]
+    for head in ("0", "1", "max"):
+        client.predict(cloud_id=cid, checkpoint="seed1", head=head, api_name="/view")
+    q = demo._queue
+    assert q.events_recorded >= 4 and len(q.event_analytics) <= 100
+    assert q.cached_event_analytics_summary == {"functions": {}}   # never computed
