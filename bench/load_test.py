@@ -15,7 +15,7 @@ Memory bound: the server's caches are bounded (16 clouds, 48 attention-map sets,
 warm-up of the same load that fills them (--warmup, 60 s) its RSS may only move by allocator noise:
 END - WARM <= max(MEMORY_BOUND_MB, 20% of WARM). The RSS every 30 s shows whether it levels off.
 
-    .venv/bin/python bench/load_test.py --new-sessions 200 --max-sessions 50
+    .venv/bin/python bench/load_test.py --new-sessions 300 --max-sessions 100
 
 measures the other axis, the number of users: sessions one after another (each connects, uploads, views
 and switches checkpoint once), the server's RSS growth per new session before and after the app's cap on
@@ -133,6 +133,22 @@ def start_server(checkpoints: str, concurrency: int, upload_dir: Path, timeout: 
     raise RuntimeError("the app did not answer within the start-up time")
 
 
+def _two_checkpoints(folder: str | None) -> tuple[str, list[str]]:
+    """(the checkpoint folder, the first two usable checkpoints in it): the sessions switch between them."""
+    from pcdviz.checkpoints import scan_checkpoints
+
+    folder = folder or str(REPO / "checkpoints")
+    return folder, [i.name for i in scan_checkpoints(folder) if not i.error][:2] or ["random-tiny (built in)"]
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 # --------------------------------------------------------------------------- one session
 
 
@@ -223,10 +239,7 @@ def run_load_test(sessions: int = 8, duration: float = 180.0, checkpoints: str |
     caches (16 clouds, 48 map sets with each display cloud's point -> patch index) fill in about a
     minute of 8 sessions, and that filling is bounded, not growth with the number of requests.
     """
-    from pcdviz.checkpoints import scan_checkpoints
-
-    checkpoints = checkpoints or str(REPO / "checkpoints")
-    names = [i.name for i in scan_checkpoints(checkpoints) if not i.error][:2] or ["random-tiny (built in)"]
+    checkpoints, names = _two_checkpoints(checkpoints)
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
     with tempfile.TemporaryDirectory(prefix="pcdviz-load-") as tmp:
         tmp = Path(tmp)
@@ -261,11 +274,7 @@ def run_load_test(sessions: int = 8, duration: float = 180.0, checkpoints: str |
             alive = proc.poll() is None
             server_errors = _server_errors(tmp / "server.log")   # read before the shutdown adds its own lines
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_server(proc)
     records = [r for t in threads for r in t.records]
     by_event: dict[str, list] = {}
     for ev, sec, ok, why in records:
@@ -293,17 +302,15 @@ def run_load_test(sessions: int = 8, duration: float = 180.0, checkpoints: str |
     return result
 
 
-def run_session_churn(n: int = 200, checkpoints: str | None = None, max_sessions: int | None = None,
+def run_session_churn(n: int = 300, checkpoints: str | None = None, max_sessions: int | None = None,
                       every: int = 25, quiet: bool = False) -> dict:
     """n sessions one after another, each: connect, upload a cloud, a view, a checkpoint switch. Returns (and
     prints every `every` sessions) the server's RSS and its growth per session over those `every`."""
     from gradio_client import Client, handle_file
 
     from pcdviz.app import MAX_SESSIONS
-    from pcdviz.checkpoints import scan_checkpoints
 
-    checkpoints = checkpoints or str(REPO / "checkpoints")
-    names = [i.name for i in scan_checkpoints(checkpoints) if not i.error][:2] or ["random-tiny (built in)"]
+    checkpoints, names = _two_checkpoints(checkpoints)
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
     with tempfile.TemporaryDirectory(prefix="pcdviz-churn-") as tmp:
         tmp = Path(tmp)
@@ -326,9 +333,12 @@ def run_session_churn(n: int = 200, checkpoints: str | None = None, max_sessions
                     say(f"[churn] {i} sessions: RSS {rows[-1][1]:.0f} MB; per session over the last {every}: "
                         f"{grow} ({time.time() - t0:.0f} s)")
         finally:
-            proc.terminate()
-            proc.wait(timeout=20)
-    return {"sessions": n, "max_sessions": max_sessions or MAX_SESSIONS, "rss_mb": rows}
+            stop_server(proc)
+    rss, half = dict(rows), n // 2 // every * every
+    per = {f"{a}-{b}": (rss[b] - rss[a]) / (b - a) * 1024 for a, b in ((every, half), (half, n // every * every))
+           if a in rss and b in rss and b > a}
+    say("[churn] RSS growth per new session: " + ", ".join(f"sessions {k}: {v:+.0f} KB" for k, v in per.items()))
+    return {"sessions": n, "max_sessions": max_sessions or MAX_SESSIONS, "rss_mb": rows, "kb_per_session": per}
 
 
 def _server_errors(log: Path) -> list[str]:
@@ -374,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--memory-bound-mb", type=float, default=MEMORY_BOUND_MB)
     ap.add_argument("--new-sessions", type=int, default=0,
                     help="instead: this many sessions one after another, RSS per new session")
-    ap.add_argument("--max-sessions", type=int, default=None, help="sessions the app keeps (default: the app's)")
+    ap.add_argument("--max-sessions", type=int, default=None, help="with --new-sessions: sessions the app keeps (default: the app's)")
     ap.add_argument("--json", default=None, help="also write the numbers to this file")
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, default=7860, help=argparse.SUPPRESS)

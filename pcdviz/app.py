@@ -161,7 +161,7 @@ def _head_choices(n_heads: int) -> list[tuple[str, str]]:
 
 # Gradio keeps every session's state (a copy of each component's config and the last value of each output,
 # so the last figure too) until the session is evicted, oldest-used first, beyond this many sessions; its
-# default of 10,000 let a server grow by ~240 KB per visitor (measured: bench/load_test.py --new-sessions).
+# default of 10,000 let a server grow by ~230 KB per visitor (measured: bench/load_test.py --new-sessions).
 MAX_SESSIONS = 256
 
 
@@ -508,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, default=2, help="events computed at once (default: 2)")
     p.add_argument("--max-sessions", type=int, default=MAX_SESSIONS,
                    help=f"sessions whose state the server keeps, least recently used dropped first (default: "
-                        f"{MAX_SESSIONS}; about 240 KB each, plus the last figure each was sent)")
+                        f"{MAX_SESSIONS}; about 230 KB each, plus the last figure each was sent)")
     p.add_argument("--torch-threads", type=int, default=None,
                    help="torch threads per event (default: CPUs / concurrency; 0 leaves torch's own default)")
     args = p.parse_args(argv)

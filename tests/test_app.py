@@ -552,7 +552,7 @@ def test_app_session_state_does_not_grow_with_requests(launched, tmp_path):
 
 
 def test_app_keeps_at_most_max_sessions_and_an_evicted_session_goes_on(ckpt_dir, tmp_path):
-    """Gradio keeps a session's state (~240 KB, and the last figure it was sent) until it is evicted; the app
+    """Gradio keeps a session's state (~230 KB, and the last figure it was sent) until it is evicted; the app
     caps the sessions kept. A session whose state went gets correct answers on its next events (updates,
     since what its page offers is no longer known)."""
     pytest.importorskip("gradio_client")
