@@ -1336,10 +1336,9 @@ def _npz_shapes(npz, decode_limit: int) -> dict[str, tuple[int, ...]]:
             with npz.zip.open(info) as f:
                 shape, dtype = _read_npy_header(f, f"the header of array '{k}'")
                 header_bytes = f.tell()
-        except (zipfile.BadZipFile, OSError, EOFError) as e:
+        # (NotImplementedError: zipfile meets an unknown compression method in a damaged directory entry)
+        except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as e:
             raise _Fail(f"the ZIP archive is damaged ({type(e).__name__}: {str(e)[:80]})") from None
-        except NotImplementedError as e:  # zipfile: an unknown compression method or 'version needed'
-            raise _Fail(f"the ZIP archive is damaged or uses a variant this reader lacks ({e})") from None
         except _Fail:
             continue  # not an .npy member: never chosen
         if dtype.hasobject:
