@@ -7,7 +7,7 @@
 Each step is the training loop's own code path (training/train.py): CropBatches[step] cuts the
 multi-crop views (training/crops.py), the EMA teacher embeds the global views, the student all views,
 DINO + contrastive losses, backward, gradient clipping, AdamW, EMA update. FPS + kNN run inside the
-model's tokenizer (pcdviz.ops.group); they are timed by wrapping that function, so "data preparation"
+model's grouping (PointViT.group); they are timed by wrapping that function, so "data preparation"
 = crops + FPS/kNN, and "model" = everything else in the step. The paper recipe's batch is per GPU (64);
 on a CPU the default here is 8 (--paper-batch), which changes samples/s little (the model is per-sample).
 
@@ -83,11 +83,11 @@ def matmul_rate(size: int, repeats: int = 5) -> list[float]:
 
 
 class GroupTimer:
-    """Wraps pcdviz.model.group (FPS + kNN + gather, called by every forward) and sums its time."""
+    """Wraps PointViT.group (FPS + kNN, called by every forward) and sums its time."""
 
     def __init__(self):
         self.seconds = 0.0
-        self._orig = model_mod.group
+        self._orig = model_mod.PointViT.group
 
     def __enter__(self):
         def timed_group(*a, **k):
@@ -95,11 +95,11 @@ class GroupTimer:
             out = self._orig(*a, **k)
             self.seconds += time.perf_counter() - t
             return out
-        model_mod.group = timed_group
+        model_mod.PointViT.group = timed_group
         return self
 
     def __exit__(self, *exc):
-        model_mod.group = self._orig
+        model_mod.PointViT.group = self._orig
 
 
 def setup(recipe: str, batch: int):
@@ -252,11 +252,11 @@ def ab_max_pool(student, data, steps: int) -> str:
     batches = []
     for n in sorted({v.shape[1] for v in views}):
         x = torch.cat([v for v in views if v.shape[1] == n])
-        batches.append(model_mod.group(x, cfg.groups_for(n), min(cfg.group_size, n))[0])
+        batches.append((x, *bb.group(x)[1:]))
 
     def run():
-        for nb in batches:
-            bb.patch_embed(nb).sum().backward()
+        for x, centre_idx, group_idx in batches:
+            bb.patch_embed(x, centre_idx, group_idx).sum().backward()
 
     current = model_mod.max_pool
     ts = {"amax (before)": [], "max_pool (now)": []}

@@ -12,7 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from pcdviz.ops import group
+from pcdviz.ops import FPS_RULES, FPS_STARTS, farthest_point_sample, index_points, knn
 
 
 # --------------------------------------------------------------------------- config
@@ -32,11 +32,36 @@ class PointViTConfig:
     drop_path: float = 0.1
     embed_dims: tuple[int, int] = (128, 256)  # mini-PointNet: 3 -> e0 -> e1, max-pool, concat -> 2*e1 -> 2*e1 -> width
     pos_hidden: int = 128  # positional embedding MLP: 3 -> pos_hidden -> width
+    # Options for the field's backbones (pcdviz.convert). The defaults are pcdviz's own models, so every
+    # existing config.json loads unchanged; each option picks a small module or a rule, not a forward branch.
+    tokenizer: str = "pointnet"    # "pointnet": mini-PointNet on centred coordinates (Point-MAE family);
+    #                                "pct": per-point MLP on absolute xyz, edge features to the centre (POS-BERT)
+    embed_norm: str = "layernorm"  # norm in the tokenizer's MLPs; "none": the peers' BatchNorm folded into the linear before it
+    embed_act: str = "gelu"        # tokenizer activation: "gelu", "relu", "leaky_relu" (slope 0.2)
+    token_dim: int = 0             # 0: the tokenizer outputs width; else token_dim, then Linear(token_dim, width) (Point-BERT's reduce_dim)
+    pos_embed: str = "first_block"  # centre-MLP positions added before the first block, before "every_block" (Point-MAE), or "none"
+    norm_eps: float = 1e-6         # LayerNorm eps of the blocks and the final norm (the Point-MAE family: 1e-5)
+    cls_tokens: int = 1            # 1, or 0 (Point-MAE's pre-training encoder): then `cls` is the mean patch token
+    fps_rule: str = "fpsample"     # how centres are picked: see ops.FPS_RULES
+    fps_start: str = "index0"      # where FPS starts: see ops.FPS_STARTS
+    group_count: str = "scaled"    # G for N points: "scaled" round(n_groups * N / n_points), "fixed" n_groups, "ceil" ceil(N / group_size)
 
     def __post_init__(self):
         self.embed_dims = tuple(int(d) for d in self.embed_dims)  # JSON round trip gives a list
         if len(self.embed_dims) != 2:
             raise ValueError(f"embed_dims must have two entries, got {self.embed_dims}")
+        choices = {"tokenizer": ("pointnet", "pct"), "embed_norm": ("layernorm", "none"), "embed_act": ("gelu", "relu", "leaky_relu"),
+                   "pos_embed": ("first_block", "every_block", "none"), "fps_rule": FPS_RULES,
+                   "fps_start": FPS_STARTS, "group_count": ("scaled", "fixed", "ceil")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
+        if self.cls_tokens not in (0, 1):
+            raise ValueError(f"cls_tokens must be 0 or 1, got {self.cls_tokens}")
+        if not 0 <= self.token_dim <= 65536:
+            raise ValueError(f"token_dim must be 0 (none) or a width, got {self.token_dim}")
+        if not 0 < self.norm_eps < 1:
+            raise ValueError(f"norm_eps must be in (0, 1), got {self.norm_eps}")
         if self.width % self.n_heads:
             raise ValueError(f"width {self.width} is not divisible by n_heads {self.n_heads}")
         for name in ("n_points", "n_groups", "group_size", "width", "depth", "n_heads"):
@@ -44,7 +69,11 @@ class PointViTConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
     def groups_for(self, n: int) -> int:
-        """G for an input of n points: scaled with n so local crops use fewer groups (never more than n)."""
+        """G for an input of n points (never more than n); "scaled" gives local crops fewer groups."""
+        if self.group_count == "fixed":
+            return min(n, self.n_groups)
+        if self.group_count == "ceil":
+            return min(n, -(-n // self.group_size))
         return min(n, max(1, round(self.n_groups * n / self.n_points)))
 
 
@@ -80,6 +109,13 @@ def preset(name: str, **overrides) -> PointViTConfig:
 
 
 # --------------------------------------------------------------------------- building blocks
+
+ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.2)}
+
+
+def embed_norm(kind: str, dim: int) -> nn.Module:
+    """The tokenizer's norm: LayerNorm, or nothing (a converted peer's BatchNorm lives in the linear before it)."""
+    return nn.LayerNorm(dim, eps=1e-6) if kind == "layernorm" else nn.Identity()
 
 
 def drop_path(x: Tensor, p: float = 0.0, training: bool = False) -> Tensor:
@@ -142,12 +178,12 @@ class Attention(nn.Module):
 class Block(nn.Module):
     """Pre-norm transformer block; can return its attention weights."""
 
-    def __init__(self, dim: int, n_heads: int, mlp_ratio: float = 4.0, drop_path: float = 0.0):
+    def __init__(self, dim: int, n_heads: int, mlp_ratio: float = 4.0, drop_path: float = 0.0, eps: float = 1e-6):
         super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.norm1 = nn.LayerNorm(dim, eps=eps)
         self.attn = Attention(dim, n_heads)
         self.drop_path = DropPath(drop_path)
-        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.norm2 = nn.LayerNorm(dim, eps=eps)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
     def forward(self, x: Tensor, return_attention: bool = False) -> tuple[Tensor, Tensor | None]:
@@ -172,29 +208,58 @@ def max_pool(x: Tensor, dim: int, keepdim: bool = False) -> Tensor:
 
 
 class PatchEmbed(nn.Module):
-    """Mini-PointNet per group: shared MLP, max-pool, concat pooled to each point, MLP, max-pool -> width.
+    """Mini-PointNet per group (Point-MAE's tokenizer): shared MLP, max-pool, concat pooled to each point, MLP, max-pool.
 
     Channels-last Linear layers with LayerNorm instead of Point-MAE's Conv1d + BatchNorm: no running
     statistics, so train and eval agree and the EMA teacher needs no buffer handling, and crops of any
-    size can share a batch.
+    size can share a batch. A converted peer has norm "none" and ReLU: its BatchNorm is folded into the
+    linear layer before it, which is exact in eval mode.
     """
 
-    def __init__(self, embed_dims: tuple[int, int], width: int):
+    def __init__(self, embed_dims: tuple[int, int], out_dim: int, norm: str = "layernorm", act: str = "gelu"):
         super().__init__()
         e0, e1 = embed_dims
-        self.first = nn.Sequential(nn.Linear(3, e0), nn.LayerNorm(e0, eps=1e-6), nn.GELU(), nn.Linear(e0, e1))
+        self.first = nn.Sequential(nn.Linear(3, e0), embed_norm(norm, e0), ACTIVATIONS[act](), nn.Linear(e0, e1))
         self.second_in = nn.Linear(2 * e1, 2 * e1)  # acts on [pooled, per-point]
-        self.second = nn.Sequential(nn.LayerNorm(2 * e1, eps=1e-6), nn.GELU(), nn.Linear(2 * e1, width))
+        self.second = nn.Sequential(embed_norm(norm, 2 * e1), ACTIVATIONS[act](), nn.Linear(2 * e1, out_dim))
         self.e1 = e1
 
-    def forward(self, neighbourhoods: Tensor) -> Tensor:
-        """(B, G, K, 3) coordinates relative to the centre -> (B, G, width)."""
-        f = self.first(neighbourhoods)  # (B, G, K, e1)
+    def forward(self, points: Tensor, centre_idx: Tensor, group_idx: Tensor) -> Tensor:
+        """Points (B, N, 3), centre indices (B, G), group indices (B, G, K) -> tokens (B, G, out_dim)."""
+        centres = index_points(points, centre_idx)
+        f = self.first(index_points(points, group_idx) - centres.unsqueeze(2))  # (B, G, K, e1), relative coordinates
         g = max_pool(f, dim=2, keepdim=True)  # (B, G, 1, e1)
         # Linear([g, f]) split in two: the pooled half is computed once per group, not once per point
         w = self.second_in.weight
         h = F.linear(f, w[:, self.e1:]) + F.linear(g, w[:, : self.e1], self.second_in.bias)
         return max_pool(self.second(h), dim=2)
+
+
+class EdgeEmbed(nn.Module):
+    """POS-BERT's tokenizer: a per-point MLP on absolute coordinates, then per group an MLP on edge features
+    [neighbour feature - centre feature, centre feature] and a max-pool (PCT's sample_and_group + Local_op).
+
+    The group MLP always uses ReLU (as POS-BERT's Local_op); `act` is the per-point MLP's activation.
+    """
+
+    def __init__(self, embed_dims: tuple[int, int], out_dim: int, norm: str = "layernorm", act: str = "relu"):
+        super().__init__()
+        e0, e1 = embed_dims
+        self.point_mlp = nn.Sequential(nn.Linear(3, e0), embed_norm(norm, e0), ACTIVATIONS[act](),
+                                       nn.Linear(e0, e1), embed_norm(norm, e1), ACTIVATIONS[act]())
+        self.group_mlp = nn.Sequential(nn.Linear(2 * e1, out_dim), embed_norm(norm, out_dim), nn.ReLU(),
+                                       nn.Linear(out_dim, out_dim), embed_norm(norm, out_dim), nn.ReLU())
+
+    def forward(self, points: Tensor, centre_idx: Tensor, group_idx: Tensor) -> Tensor:
+        """Points (B, N, 3), centre indices (B, G), group indices (B, G, K) -> tokens (B, G, out_dim)."""
+        f = self.point_mlp(points)  # (B, N, e1)
+        centre = index_points(f, centre_idx).unsqueeze(2)  # (B, G, 1, e1)
+        neighbours = index_points(f, group_idx)  # (B, G, K, e1)
+        edges = torch.cat([neighbours - centre, centre.expand_as(neighbours)], dim=-1)
+        return max_pool(self.group_mlp(edges), dim=2)
+
+
+TOKENIZERS = {"pointnet": PatchEmbed, "pct": EdgeEmbed}
 
 
 # --------------------------------------------------------------------------- the model
@@ -204,30 +269,38 @@ class PatchEmbed(nn.Module):
 class PointViTOutput:
     """What a PointViT forward pass returns."""
 
-    cls: Tensor  # (B, D) final-LayerNorm CLS feature (the global feature)
+    cls: Tensor  # (B, D) final-LayerNorm CLS feature (the global feature; the mean patch token without a CLS token)
     patches: Tensor  # (B, G, D)
     centers: Tensor  # (B, G, 3)
     group_idx: Tensor  # (B, G, K) indices into the input points
-    attentions: list[Tensor] | None = None  # depth x (B, H, 1+G, 1+G), softmaxed, token 0 = CLS
+    attentions: list[Tensor] | None = None  # depth x (B, H, T, T), softmaxed; T = 1+G with token 0 = CLS, or G
 
 
 class PointViT(nn.Module):
-    """Point transformer: FPS + kNN groups -> mini-PointNet tokens + centre embedding -> ViT blocks."""
+    """Point transformer: FPS + kNN groups -> tokenizer + centre embedding -> ViT blocks -> final norm."""
 
     def __init__(self, config: PointViTConfig):
         super().__init__()
         self.config = config
         D = config.width
-        self.patch_embed = PatchEmbed(config.embed_dims, D)
-        self.pos_embed = nn.Sequential(nn.Linear(3, config.pos_hidden), nn.GELU(), nn.Linear(config.pos_hidden, D))
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, D))
-        self.cls_pos = nn.Parameter(torch.zeros(1, 1, D))
+        self.patch_embed = TOKENIZERS[config.tokenizer](config.embed_dims, config.token_dim or D,
+                                                        config.embed_norm, config.embed_act)
+        self.token_proj = nn.Linear(config.token_dim, D) if config.token_dim else nn.Identity()
+        self.pos_embed = None
+        if config.pos_embed != "none":
+            self.pos_embed = nn.Sequential(nn.Linear(3, config.pos_hidden), nn.GELU(), nn.Linear(config.pos_hidden, D))
+        if config.cls_tokens:
+            self.cls_token = nn.Parameter(torch.zeros(1, 1, D))
+            if self.pos_embed is not None:
+                self.cls_pos = nn.Parameter(torch.zeros(1, 1, D))
         # stochastic depth decay rule (DINO's linspace, in plain Python so the model can be built on "meta")
         dpr = [config.drop_path * i / max(1, config.depth - 1) for i in range(config.depth)]
-        self.blocks = nn.ModuleList(Block(D, config.n_heads, config.mlp_ratio, dpr[i]) for i in range(config.depth))
-        self.norm = nn.LayerNorm(D, eps=1e-6)
-        nn.init.trunc_normal_(self.cls_token, std=0.02)
-        nn.init.trunc_normal_(self.cls_pos, std=0.02)
+        self.blocks = nn.ModuleList(Block(D, config.n_heads, config.mlp_ratio, dpr[i], config.norm_eps)
+                                    for i in range(config.depth))
+        self.norm = nn.LayerNorm(D, eps=config.norm_eps)
+        for name in ("cls_token", "cls_pos"):  # after the blocks: the random stream of earlier releases
+            if hasattr(self, name):
+                nn.init.trunc_normal_(getattr(self, name), std=0.02)
         self.apply(_init_weights)
 
     @property
@@ -235,37 +308,54 @@ class PointViT(nn.Module):
         """Width D of the output features."""
         return self.config.width
 
-    def tokenize(self, points: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Points (B, N, 3) -> tokens (B, 1+G, D) with positions added, centres (B, G, 3), group idx (B, G, K)."""
+    def group(self, points: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """FPS centres (B, G, 3), their indices (B, G) and each one's K nearest points' indices (B, G, K)."""
         if points.dim() != 3 or points.shape[-1] != 3:
             raise ValueError(f"PointViT expects points of shape (B, N, 3), got {tuple(points.shape)}")
         N = points.shape[1]
-        G = self.config.groups_for(N)
-        K = min(self.config.group_size, N)
-        neighbourhoods, centers, idx = group(points, G, K)
-        x = self.patch_embed(neighbourhoods) + self.pos_embed(centers)
-        B = x.shape[0]
-        cls = (self.cls_token + self.cls_pos).expand(B, -1, -1)
-        return torch.cat([cls, x], dim=1), centers, idx
+        c = self.config
+        centre_idx = farthest_point_sample(points, c.groups_for(N), rule=c.fps_rule, start=c.fps_start)
+        centres = index_points(points, centre_idx)
+        with torch.no_grad():  # only the indices are needed: no autograd graph for the distance matrix
+            _, group_idx = knn(centres, points, min(c.group_size, N))
+        return centres, centre_idx, group_idx
+
+    def tokenize(self, points: Tensor) -> tuple[Tensor, Tensor | None, Tensor, Tensor]:
+        """Points (B, N, 3) -> tokens (B, T, D) (CLS first if any), positions (B, T, D) or None, centres, group idx."""
+        centres, centre_idx, group_idx = self.group(points)
+        x = self.token_proj(self.patch_embed(points, centre_idx, group_idx))
+        pos = self.pos_embed(centres) if self.pos_embed is not None else None
+        if self.config.cls_tokens:
+            B = x.shape[0]
+            x = torch.cat([self.cls_token.expand(B, -1, -1), x], dim=1)
+            if pos is not None:
+                pos = torch.cat([self.cls_pos.expand(B, -1, -1), pos], dim=1)
+        return x, pos, centres, group_idx
+
+    def run_blocks(self, x: Tensor, pos: Tensor | None, attention_from: int) -> tuple[Tensor, list[Tensor]]:
+        """The blocks; returns the output and the attention maps of the blocks from index `attention_from` on."""
+        attentions = []
+        for i, blk in enumerate(self.blocks):
+            if pos is not None and (i == 0 or self.config.pos_embed == "every_block"):
+                x = x + pos  # Point-MAE re-adds the positions before every block
+            x, attn = blk(x, return_attention=i >= attention_from)
+            if attn is not None:
+                attentions.append(attn)
+        return self.norm(x), attentions
 
     def forward(self, points: Tensor, return_attention: bool = False) -> PointViTOutput:
         """Points (B, N, 3) -> CLS feature, patch tokens, centres, group indices [, all attention maps]."""
-        x, centers, idx = self.tokenize(points)
-        attentions = [] if return_attention else None
-        for blk in self.blocks:
-            x, attn = blk(x, return_attention)
-            if return_attention:
-                attentions.append(attn)
-        x = self.norm(x)
-        return PointViTOutput(cls=x[:, 0], patches=x[:, 1:], centers=centers, group_idx=idx, attentions=attentions)
+        x, pos, centres, idx = self.tokenize(points)
+        x, attentions = self.run_blocks(x, pos, 0 if return_attention else len(self.blocks))
+        patches = x[:, self.config.cls_tokens:]
+        cls = x[:, 0] if self.config.cls_tokens else patches.mean(1)
+        return PointViTOutput(cls=cls, patches=patches, centers=centres, group_idx=idx,
+                              attentions=attentions if return_attention else None)
 
     def get_last_selfattention(self, points: Tensor) -> Tensor:
-        """The last block's attention (B, H, 1+G, 1+G)."""
-        x, _, _ = self.tokenize(points)
-        for i, blk in enumerate(self.blocks):
-            last = i == len(self.blocks) - 1
-            x, attn = blk(x, return_attention=last)
-        return attn
+        """The last block's attention (B, H, T, T); token 0 is CLS when the model has one."""
+        x, pos, _, _ = self.tokenize(points)
+        return self.run_blocks(x, pos, len(self.blocks) - 1)[1][0]
 
 
 def _init_weights(m: nn.Module) -> None:

@@ -24,15 +24,28 @@ QUICKFPS_MIN_SAMPLES = 128
 _SMALLEST_K_NUMPY_MAX_N = 4096
 
 
-def farthest_point_sample(xyz: Tensor, n_samples: int, backend: str = "auto") -> Tensor:
-    """Indices (B, n_samples) of farthest point samples of xyz (B, N, 3), start index 0, deterministic.
+# FPS rules: where the first centre comes from, and how each next one is chosen.
+#   "fpsample"  pcdviz's own: ties go to the highest index (fpsample's C++ rule); every backend agrees.
+#   "pointnet2" pointnet2_ops' CUDA kernel (Point-BERT, Point-MAE, ACT): points with squared norm <= 1e-3
+#               are never picked (except the start) and ties follow the kernel's thread layout.
+#   "first_max" POS-BERT's torch loop: the first maximum wins, no skip rule.
+FPS_RULES = ("fpsample", "pointnet2", "first_max")
+# start: "index0" (every peer and pcdviz's training: the file's first point), or "geometric": the point
+# farthest from the centroid, ties to the lexicographically smallest (x, y, z), so the picks do not follow
+# the file's point order (a permutation of the cloud gives the same centres, up to exact distance ties).
+FPS_STARTS = ("index0", "geometric")
 
-    Ties go to the highest index (as fpsample does), so the "torch" and "fpsample" backends pick the
-    same points. backend: "auto", "torch", "fpsample" (vanilla FPS in C++/Rust) or "quickfps".
-    "auto" is fpsample on CPU (quickfps from QUICKFPS_MIN_SAMPLES samples up), torch elsewhere.
-    "quickfps" is fpsample's bucket/KD-tree FPS: the same picks as vanilla FPS (exact distances) but
-    5-15x faster on big clouds; on exact distance ties (grids, duplicates) it may take another, equally
-    far point. Timings: `python bench/bench_ops.py` (BENCHMARKS.md).
+
+def farthest_point_sample(xyz: Tensor, n_samples: int, backend: str = "auto", rule: str = "fpsample",
+                          start: str = "index0") -> Tensor:
+    """Indices (B, n_samples) of farthest point samples of xyz (B, N, 3); deterministic.
+
+    rule and start: see FPS_RULES and FPS_STARTS above. With rule "fpsample" the backend is free:
+    "auto", "torch", "fpsample" (vanilla FPS in C++/Rust) or "quickfps". "auto" is fpsample on CPU
+    (quickfps from QUICKFPS_MIN_SAMPLES samples up), torch elsewhere. "quickfps" is fpsample's
+    bucket/KD-tree FPS: the same picks as vanilla FPS (exact distances) but 5-15x faster on big clouds;
+    on exact distance ties (grids, duplicates) it may take another, equally far point. The peers' rules
+    run in torch. Timings: `python bench/bench_ops.py` (BENCHMARKS.md).
     """
     if xyz.dim() != 3 or xyz.shape[-1] != 3:
         raise ValueError(f"farthest_point_sample expects (B, N, 3) points, got {tuple(xyz.shape)}")
@@ -41,67 +54,122 @@ def farthest_point_sample(xyz: Tensor, n_samples: int, backend: str = "auto") ->
         raise ValueError(f"n_samples must be >= 1, got {n_samples}")
     if n_samples > N:
         raise ValueError(f"cannot sample {n_samples} distinct points from {N}")
+    if rule not in FPS_RULES:
+        raise ValueError(f"unknown FPS rule {rule!r}; choose from {FPS_RULES}")
+    if start not in FPS_STARTS:
+        raise ValueError(f"unknown FPS start {start!r}; choose from {FPS_STARTS}")
+    first = geometric_start(xyz) if start == "geometric" else torch.zeros(B, dtype=torch.long, device=xyz.device)
+    if rule != "fpsample":
+        return _fps_torch(xyz, n_samples, first, rule)
     if backend == "auto":
         if _fpsample is None or xyz.device.type != "cpu":
             backend = "torch"
         else:
             backend = "quickfps" if n_samples >= QUICKFPS_MIN_SAMPLES and N >= 256 else "fpsample"
     if backend == "fpsample":
-        return _fps_fpsample(xyz, n_samples)
+        return _fps_fpsample(xyz, n_samples, first)
     if backend == "quickfps":
-        return _fps_quick(xyz, n_samples)
+        return _fps_quick(xyz, n_samples, first)
     if backend != "torch":
         raise ValueError(f"unknown FPS backend {backend!r}")
-    return _fps_torch(xyz, n_samples)
+    return _fps_torch(xyz, n_samples, first, rule)
 
 
-def _fps_torch(xyz: Tensor, n_samples: int) -> Tensor:
+def geometric_start(xyz: Tensor) -> Tensor:
+    """Per cloud (B,), the index of the point farthest from the centroid; ties to the smallest (x, y, z).
+
+    float64 throughout, so the choice does not depend on the summation order a permutation would change
+    (up to the centroid's last bits: points whose distances differ by less than that are ties anyway).
+    """
+    with torch.no_grad():
+        p = xyz.detach().to(torch.float64)
+        d = ((p - p.mean(1, keepdim=True)) ** 2).sum(-1)  # (B, N)
+        out = []
+        for b in range(p.shape[0]):
+            cand = torch.nonzero(d[b] >= d[b].max() * (1 - 1e-12)).flatten()
+            if len(cand) > 1:  # lexicographic order of the tied points' coordinates
+                c = p[b, cand].cpu().numpy()
+                cand = cand[int(np.lexsort((c[:, 2], c[:, 1], c[:, 0]))[0])].reshape(1)
+            out.append(cand[0])
+        return torch.stack(out).to(xyz.device)
+
+
+def _fps_torch(xyz: Tensor, n_samples: int, first: Tensor, rule: str = "fpsample") -> Tensor:
     """Batched FPS in plain torch: a (B, N) min-distance tensor, one vectorised update per sample."""
     B, N, _ = xyz.shape
     with torch.no_grad():
         pts = xyz.detach().float()
         idx = torch.zeros(B, n_samples, dtype=torch.long, device=xyz.device)
-        min_d = torch.full((B, N), float("inf"), device=xyz.device)  # squared distance to the chosen set
+        # squared distance to the chosen set; pointnet2_ops and POS-BERT start at 1e10
+        min_d = torch.full((B, N), float("inf") if rule == "fpsample" else 1e10, device=xyz.device)
         batch = torch.arange(B, device=xyz.device)
-        farthest = torch.zeros(B, dtype=torch.long, device=xyz.device)
+        if rule == "pointnet2":  # the kernel skips near-origin points: they never win
+            skip = (pts * pts).sum(-1) <= 1e-3
+            tie_key = _pointnet2_tie_key(N, xyz.device)
+        farthest = first.clone()
         for i in range(n_samples):
             idx[:, i] = farthest
             centre = pts[batch, farthest].unsqueeze(1)  # (B, 1, 3)
             d = ((pts - centre) ** 2).sum(-1)  # (B, N)
             torch.minimum(min_d, d, out=min_d)
-            # argmax returns the first maximum; on the flipped row that is the last one (fpsample's tie rule)
-            farthest = (N - 1) - min_d.flip(1).argmax(dim=1)
+            if rule == "fpsample":
+                # argmax returns the first maximum; on the flipped row that is the last one (fpsample's tie rule)
+                farthest = (N - 1) - min_d.flip(1).argmax(dim=1)
+            elif rule == "first_max":
+                farthest = min_d.argmax(dim=1)
+            else:
+                cand = min_d.masked_fill(skip, -1.0)
+                tied = cand == cand.max(dim=1, keepdim=True).values
+                farthest = torch.where(tied, tie_key, tie_key.max() + 1).argmin(dim=1)
     return idx
 
 
-def _fps_fpsample(xyz: Tensor, n_samples: int) -> Tensor:
+def _pointnet2_tie_key(n: int, device) -> Tensor:
+    """Rank (N,) of each index among equal maxima in pointnet2_ops' FPS kernel (lower wins).
+
+    Thread t of T = min(512, 2^floor(log2 N)) scans t, t+T, ... keeping its first maximum; the tree
+    reduction keeps the lower slot on ties, deciding bit 0 of the thread id last, so the winner is the
+    thread whose id, bit-reversed, is smallest, and within it the earliest index.
+    """
+    T = min(512, 1 << (n.bit_length() - 1))
+    bits = T.bit_length() - 1
+    i = torch.arange(n, device=device)
+    t = i % T
+    rev = torch.zeros_like(t)
+    for b in range(bits):
+        rev |= ((t >> b) & 1) << (bits - 1 - b)
+    return rev * ((n + T - 1) // T) + i // T
+
+
+def _fps_fpsample(xyz: Tensor, n_samples: int, first: Tensor) -> Tensor:
     """FPS of each cloud with fpsample's exact C++ implementation (CPU)."""
     if _fpsample is None:
         raise RuntimeError("the fpsample package is not installed; use backend='torch'")
     pts = xyz.detach().to("cpu", torch.float32).numpy()
-    out = np.stack([_fpsample.fps_sampling(np.ascontiguousarray(p), n_samples, start_idx=0) for p in pts])
+    out = np.stack([_fpsample.fps_sampling(np.ascontiguousarray(p), n_samples, start_idx=int(s))
+                    for p, s in zip(pts, first.tolist())])
     return torch.from_numpy(out.astype(np.int64)).to(xyz.device)
 
 
-def _fps_quick(xyz: Tensor, n_samples: int) -> Tensor:
-    """FPS of each cloud with fpsample's QuickFPS (bucket KD-line tree), started at point 0 (CPU)."""
+def _fps_quick(xyz: Tensor, n_samples: int, first: Tensor) -> Tensor:
+    """FPS of each cloud with fpsample's QuickFPS (bucket KD-line tree), started at `first` (CPU)."""
     if _fpsample is None:
         raise RuntimeError("the fpsample package is not installed; use backend='torch'")
     try:  # a private function of fpsample 1.0.x (pyproject pins <1.1); any other version: vanilla FPS
         from fpsample._fpsample import _bucket_fps_kdline_sampling
     except ImportError:
-        return _fps_fpsample(xyz, n_samples)
+        return _fps_fpsample(xyz, n_samples, first)
 
     out = []
-    for p in xyz.detach().to("cpu", torch.float32).numpy():
+    for p, s in zip(xyz.detach().to("cpu", torch.float32).numpy(), first.tolist()):
         p = np.ascontiguousarray(p)
         n = len(p)
         h = 3 if n < 4096 else 5 if n < 32768 else 7 if n < 524288 else 9  # bucket size 2^h, as the paper suggests
         # fpsample 1.0 reads start_idx *after* its tree build has reordered the points, so ask for the
-        # position where point 0 ends up; if that ever misses (a new fpsample), fall back to vanilla FPS.
-        idx = _bucket_fps_kdline_sampling(p, n_samples, h, kdline_position(p, h, 0))
-        if idx[0] != 0:
-            idx = _fpsample.fps_sampling(p, n_samples, start_idx=0)
+        # position where point s ends up; if that ever misses (a new fpsample), fall back to vanilla FPS.
+        idx = _bucket_fps_kdline_sampling(p, n_samples, h, kdline_position(p, h, s))
+        if idx[0] != s:
+            idx = _fpsample.fps_sampling(p, n_samples, start_idx=s)
         out.append(idx)
     return torch.from_numpy(np.stack(out).astype(np.int64)).to(xyz.device)
 
