@@ -180,6 +180,14 @@ def _class_names(given: list[str] | None, labels: np.ndarray, standard: list[str
     return [f"class_{i}" for i in range(n)]
 
 
+def _h5_description(ds: _ArrayDataset, reader: str, layout: str) -> dict:
+    from .describe import fingerprint
+
+    return {"reader": reader, "layout": layout, "root": str(ds.root), "split": ds.split,
+            "split_source": ds.split_source, "n_shapes": len(ds), "n_classes": int(len(np.unique(ds.labels))),
+            "fingerprint": fingerprint([f.name for f in ds.files] + [str(ds.points.shape)], ds.labels)}
+
+
 # ----------------------------------------------------------------------------------------------
 
 MODELNET_FOLDER = "modelnet40_ply_hdf5_2048"
@@ -225,6 +233,11 @@ class ModelNet40H5(_ArrayDataset):
         self._set_arrays(arrays["data"], arrays["label"], None, n_points, sample, normalize)
         self.class_names = _class_names(_read_names(folder / "shape_names.txt"), self.labels,
                                         [f"class_{i}" for i in range(40)])
+        self.split_source = (f"official: {split}_files.txt" if (folder / f"{split}_files.txt").is_file()
+                             else f"official: ply_data_{split}*.h5")
+
+    def describe(self) -> dict:
+        return _h5_description(self, "ModelNet40H5", f"ModelNet40 {MODELNET_FOLDER} (ply_data_*.h5: data, label)")
 
 
 class ShapeNetPartH5(_ArrayDataset):
@@ -262,6 +275,10 @@ class ShapeNetPartH5(_ArrayDataset):
         self._set_arrays(arrays["data"], arrays["label"], parts, n_points, sample, normalize)
         self.class_names = _class_names(_read_names(folder / "all_object_categories.txt"), self.labels,
                                         SHAPENETPART_CLASSES)
+        self.split_source = f"official: {', '.join(f.name for f in files)}"
+
+    def describe(self) -> dict:
+        return _h5_description(self, "ShapeNetPartH5", "ShapeNetPart hdf5_data (ply_data_*.h5: data, label, pid)")
 
 
 def _split_sibling(path: Path, split: str | None) -> Path:
@@ -312,6 +329,10 @@ class ScanObjectNNH5(_ArrayDataset):
         self._set_arrays(arrays["data"], arrays["label"], None, n_points, sample, normalize,
                          mask=arrays.get("mask"))
         self.class_names = _class_names(None, self.labels, SCANOBJECTNN_CLASSES)
+        self.root, self.files, self.split_source = path.parent, [path], f"the file given: {path.name}"
+
+    def describe(self) -> dict:
+        return _h5_description(self, "ScanObjectNNH5", "ScanObjectNN h5 file (data, label, mask)")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -322,13 +343,15 @@ class PointCloudFolder(torch.utils.data.Dataset):
     Also accepted: root/<split>/class_name/file.ext and root/class_name/<split>/file.ext (the
     ModelNet40 .off layout). A flat layout has no split of its own: split "train" / "test" then
     holds out every file whose path hash is 0 mod HOLDOUT_EVERY as the test split; split=None
-    keeps every file. Files are loaded on first use (cached), normalised and resampled to n_points
-    by farthest point sampling; an unreadable file raises PointCloudError naming it (check() lists
-    every unreadable file at once).
+    keeps every file (describe() and the trainer's console say which rule made the split). Files are
+    loaded on first use, normalised and resampled to n_points by farthest point sampling, and kept in
+    a BoundedCache of cache_mb per process (default DEFAULT_CACHE_MB; cache=False keeps nothing); an
+    unreadable file raises PointCloudError naming it (check() lists every unreadable file at once).
     """
 
     def __init__(self, root, n_points: int = 2048, extensions: tuple[str, ...] | None = None,
-                 split: str | None = None, *, seed: int = 0, cache: bool = True, normalize: bool = True):
+                 split: str | None = None, *, seed: int = 0, cache: bool = True, normalize: bool = True,
+                 cache_mb: float | None = None):
         from pcdviz.io import SUPPORTED_EXTENSIONS
 
         root = Path(root).expanduser()
@@ -364,7 +387,13 @@ class PointCloudFolder(torch.utils.data.Dataset):
         self.files = files
         self.labels = np.asarray(labels, dtype=np.int64)
         self.seed, self.normalize = seed, normalize
-        self._cache: dict[int, np.ndarray] | None = {} if cache else None
+        self.split_source = ("none: every file" if split is None else
+                             f"official: the layout's {split}/ folders" if split_in_layout else
+                             f"hash split: no split folder or list in this layout, so the files whose path hash is "
+                             f"0 mod {HOLDOUT_EVERY} are the test split (not comparable with published scores)")
+        from .describe import DEFAULT_CACHE_MB, BoundedCache
+        mb = (DEFAULT_CACHE_MB if cache_mb is None else cache_mb) if cache else 0
+        self._cache = BoundedCache(int(mb * 2**20))
 
     def __len__(self) -> int:
         return len(self.files)
@@ -373,8 +402,9 @@ class PointCloudFolder(torch.utils.data.Dataset):
         """Points (n_points, 3) float32 of file i: loaded, normalised, farthest-point resampled."""
         from pcdviz.io import PointCloudError, load_point_cloud, normalize, resample
 
-        if self._cache is not None and i in self._cache:
-            return self._cache[i]
+        hit = self._cache.get(i)
+        if hit is not None:
+            return hit
         path = self.files[i]
         try:
             cloud = load_point_cloud(path, mesh_samples=max(4 * self.n_points, 8192), seed=self.seed,
@@ -388,9 +418,16 @@ class PointCloudFolder(torch.utils.data.Dataset):
         if self.normalize:
             pts = normalize(pts)
         pts = np.ascontiguousarray(pts, dtype=np.float32)
-        if self._cache is not None:
-            self._cache[i] = pts
+        self._cache.put(i, pts)
         return pts
+
+    def describe(self) -> dict:
+        from .describe import fingerprint, relative_names
+
+        return {"reader": "PointCloudFolder", "layout": "class folders (root/class_name/file.ext)",
+                "root": str(self.root), "split": self.split, "split_source": self.split_source,
+                "n_shapes": len(self), "n_classes": len(self.class_names), "points": self.n_points,
+                "fingerprint": fingerprint(relative_names(self.files, self.root), self.labels)}
 
     def check(self) -> list[tuple[str, str]]:
         """Load every file; (relative path, message) for each one that cannot be read."""
@@ -410,38 +447,97 @@ class PointCloudFolder(torch.utils.data.Dataset):
 
 # ----------------------------------------------------------------------------------------------
 
-def open_dataset(spec, split: str = "train", n_points: int = 2048, **kwargs) -> torch.utils.data.Dataset:
-    """'synthetic' or a path -> the matching Dataset (synthetic, ModelNet40, ShapeNetPart, ScanObjectNN, folder)."""
+ACCEPTED = ("Accepted: 'synthetic'; ShapeNet-55/34 (ShapeNet55-34/ with shapenet_pc/ and ShapeNet-55/train.txt); "
+            "ModelNet40 modelnet40_normal_resampled/ or modelnet40_ply_hdf5_2048/; ScanObjectNN h5_files/ "
+            "(main_split/, main_split_nobg/) or one of its .h5 files; a ShapeNetPart hdf5 folder or .h5 file; "
+            "or a folder of class_name/file.ext point-cloud files.")
+
+# Folder names of the releases: a path with one of these names that matched no complete layout is an
+# incomplete copy, never a class-folder data set.
+RELEASE_NAMES = ("shapenet_pc", "ShapeNet-55", "ShapeNet-34", "ShapeNet55-34", "main_split", "main_split_nobg",
+                 "h5_files", "ScanObjectNN", "modelnet40_normal_resampled", MODELNET_FOLDER)
+
+
+def detect_layout(path) -> str | None:
+    """The release layout at a path (its root or a documented sub-path): shapenet, modelnet_resampled,
+    modelnet_h5, scanobjectnn, shapenetpart, scanobjectnn_file, h5_file, folder; None when nothing matches."""
+    from .modelnet_resampled import find_modelnet_resampled
+    from .scanobjectnn import find_scanobjectnn
+    from .shapenet55 import find_shapenet
+
+    p = Path(path).expanduser()
+    if p.is_file():
+        return "h5_file" if p.suffix.lower() in H5_SUFFIXES else None
+    if not p.is_dir():
+        return None
+    if find_shapenet(p) is not None:
+        return "shapenet"
+    if find_modelnet_resampled(p) is not None:
+        return "modelnet_resampled"
+    if find_scanobjectnn(p) is not None:
+        return "scanobjectnn"
+    h5s = sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in H5_SUFFIXES)
+    keys = _h5_keys(h5s[0]) if h5s else set()
+    if any(p.glob("*_hdf5_file_list.txt")) or keys & {"pid", "seg"}:
+        return "shapenetpart"
+    if "mask" in keys or any(q.name.startswith(("training_", "test_")) for q in h5s):
+        return "scanobjectnn_file"
+    if find_modelnet_folder(p) is not None:
+        return "modelnet_h5"
+    if p.name in RELEASE_NAMES:
+        return None
+    if any(q.is_dir() and not q.name.startswith(".") for q in p.iterdir()):
+        return "folder"
+    return None
+
+
+def open_dataset(spec, split: str = "train", n_points: int = 2048, *, variant: str | None = None,
+                 background: str = "keep", cache_mb: float | None = None, **kwargs) -> torch.utils.data.Dataset:
+    """'synthetic' or a path -> the matching Dataset with the release's official split.
+
+    variant: "55" / "34" for ShapeNet, OBJ_BG / OBJ_ONLY / PB_T50_RS / ... for ScanObjectNN;
+    background: "keep" or "drop" (ScanObjectNN's mask); cache_mb: per-process cache of the readers
+    that parse slow formats. Other keyword arguments go to SyntheticShapes.
+    """
     from .synthetic import SyntheticShapes
 
     if isinstance(spec, str) and spec.strip().lower() == "synthetic":
         return SyntheticShapes(split, n_points=n_points, **kwargs)
-    accepted = ("Accepted: 'synthetic'; a modelnet40_ply_hdf5_2048 folder (train_files.txt, ply_data_*.h5); "
-                "a ShapeNetPart hdf5 folder or .h5 file (data, label, pid); a ScanObjectNN .h5 file "
-                "(data, label, mask); or a folder of class_name/file.ext point-cloud files.")
     p = Path(str(spec)).expanduser()
     if not p.exists():
-        raise DatasetError(f"{spec}: no such file or folder. {accepted}")
-    if p.is_file():
-        if p.suffix.lower() not in H5_SUFFIXES:
-            raise DatasetError(f"{spec}: a single {p.suffix or 'extension-less'} file is not a data set. {accepted}")
-        keys = _h5_keys(p)
-        if "mask" in keys:
-            return ScanObjectNNH5(p, split, n_points, **kwargs)
-        if "pid" in keys or "seg" in keys:
-            return ShapeNetPartH5(_split_sibling(p, split), split, n_points, **kwargs)
-        if {"data", "label"} <= keys:
-            return ModelNet40H5(_split_sibling(p, split), split, n_points, **kwargs)
-        raise DatasetError(f"{spec}: HDF5 datasets {sorted(keys)} are not a known layout. {accepted}")
-    # a folder: look at the first h5 file's datasets before guessing from names
-    h5s = sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in H5_SUFFIXES)
-    keys = _h5_keys(h5s[0]) if h5s else set()
-    if any(p.glob("*_hdf5_file_list.txt")) or keys & {"pid", "seg"}:
-        return ShapeNetPartH5(p, split, n_points, **kwargs)
-    if "mask" in keys or any(q.name.startswith(("training_", "test_")) for q in h5s):
-        return ScanObjectNNH5(p, split, n_points, **kwargs)
-    if find_modelnet_folder(p) is not None:
-        return ModelNet40H5(p, split, n_points, **kwargs)
-    if any(q.is_dir() and not q.name.startswith(".") for q in p.iterdir()):
-        return PointCloudFolder(p, n_points, split=split, **kwargs)
-    raise DatasetError(f"{spec}: this folder matches no known data set layout. {accepted}")
+        raise DatasetError(f"{spec}: no such file or folder. {ACCEPTED}")
+    if p.is_file() and p.suffix.lower() not in H5_SUFFIXES:
+        raise DatasetError(f"{spec}: a single {p.suffix or 'extension-less'} file is not a data set. {ACCEPTED}")
+    layout = detect_layout(p)
+    if layout is None:
+        hint = (f" '{p.name}' is the name of a release folder, but its files are incomplete."
+                if p.name in RELEASE_NAMES else "")
+        raise DatasetError(f"{spec}: this folder matches no known data set layout.{hint} {ACCEPTED}")
+    if variant and layout not in ("shapenet", "scanobjectnn"):
+        raise DatasetError(f"{spec}: a variant ({variant!r}) applies to ShapeNet-55/34 and ScanObjectNN only")
+    if layout == "shapenet":
+        from .shapenet55 import ShapeNet55
+        return ShapeNet55(p, split, n_points, variant=variant)
+    if layout == "modelnet_resampled":
+        from .describe import DEFAULT_CACHE_MB
+        from .modelnet_resampled import ModelNet40Resampled
+        return ModelNet40Resampled(p, split, n_points, cache_mb=DEFAULT_CACHE_MB if cache_mb is None else cache_mb)
+    if layout == "scanobjectnn":
+        from .scanobjectnn import ScanObjectNN
+        return ScanObjectNN(p, split, n_points, variant=variant, background=background)
+    if layout == "shapenetpart":
+        return ShapeNetPartH5(p, split, n_points)
+    if layout == "scanobjectnn_file":
+        return ScanObjectNNH5(p, split, n_points)
+    if layout == "modelnet_h5":
+        return ModelNet40H5(p, split, n_points)
+    if layout == "folder":
+        return PointCloudFolder(p, n_points, split=split, cache_mb=cache_mb)
+    keys = _h5_keys(p)   # a single .h5 file
+    if "mask" in keys:
+        return ScanObjectNNH5(p, split, n_points)
+    if "pid" in keys or "seg" in keys:
+        return ShapeNetPartH5(_split_sibling(p, split), split, n_points)
+    if {"data", "label"} <= keys:
+        return ModelNet40H5(_split_sibling(p, split), split, n_points)
+    raise DatasetError(f"{spec}: HDF5 datasets {sorted(keys)} are not a known layout. {ACCEPTED}")
