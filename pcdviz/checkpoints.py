@@ -44,9 +44,9 @@ _DTYPES = {
 _INT_LIMITS = {"n_points": 10_000_000, "n_groups": 65536, "group_size": 4096, "width": 16384, "depth": 512,
                "n_heads": 1024, "pos_hidden": 16384}
 _PICKLE_HINT = (
-    "pickled checkpoints are refused because loading them can run code; convert a file you trust with "
-    "`python -m pcdviz.checkpoints convert FILE --preset NAME --out FOLDER` "
-    "(reads tensors only, via torch.load(weights_only=True))"
+    "pickled checkpoints are refused because loading them can run code; convert a Point-MAE, ACT, Point-BERT "
+    "or POS-BERT checkpoint with `pcdviz convert FILE --out FOLDER` "
+    "(reads tensors only, through PyTorch's restricted unpickler)"
 )
 
 
@@ -454,32 +454,8 @@ def init_main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def convert_main(argv: list[str] | None = None) -> int:
-    """Convert a pickled state dict YOU TRUST to a checkpoint folder (tensors only: torch.load(weights_only=True))."""
-    ap = argparse.ArgumentParser(prog="python -m pcdviz.checkpoints convert",
-                                 description="Convert a trusted .pt/.pth state dict into a safe checkpoint folder.")
-    ap.add_argument("file")
-    ap.add_argument("--preset", default="tiny", choices=sorted(PRESETS))
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--key", default=None, help="entry holding the state dict (e.g. 'teacher'), if nested")
-    args = ap.parse_args(argv)
-    try:
-        obj = torch.load(args.file, map_location="cpu", weights_only=True)  # restricted unpickler: tensors only
-        if args.key:
-            obj = obj[args.key]
-        model = PointViT(preset(args.preset))
-        model.load_state_dict(obj, strict=True)
-        card = {"method": "converted", "notes": f"converted from {Path(args.file).name}"}
-        path = save_checkpoint(args.out, model, card)
-    except Exception as err:
-        print(f"convert: {err}", file=sys.stderr)
-        return 1
-    print(f"wrote {path}")
-    return 0
-
-
 if __name__ == "__main__":
-    commands = {"init": init_main, "convert": convert_main}
+    commands = {"init": init_main}
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         print(f"usage: python -m pcdviz.checkpoints {{{'|'.join(commands)}}} ...", file=sys.stderr)
         sys.exit(2)

@@ -1,4 +1,4 @@
-"""`pcdviz app | train | eval | init | export | bench`: one entry point, each subcommand a thin dispatch.
+"""`pcdviz app | train | eval | init | convert | export | bench`: one entry point, each subcommand a thin dispatch.
 
 Each subcommand's own module parses its arguments, so `pcdviz train --help` shows the trainer's options.
 `train` and `eval` live in the top-level `training` package (pcdviz never imports it otherwise).
@@ -22,6 +22,7 @@ commands:
   train    self-supervised pre-training (pcdviz train --recipe tiny-cpu --out runs/NAME)
   eval     linear SVM, few-shot and attention-part scores of a checkpoint (pcdviz eval CHECKPOINT)
   init     write a random-initialised checkpoint (pcdviz init --preset tiny --out DIR)
+  convert  a Point-MAE, ACT, Point-BERT or POS-BERT checkpoint -> a pcdviz folder (pcdviz convert FILE --out DIR)
   export   attention maps of one file as .npz/.ply/.html (pcdviz export CHECKPOINT FILE --out PATH)
   bench    run every benchmark in bench/ and print their tables
 
@@ -65,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     if command == "init":
         from pcdviz.checkpoints import init_main
         return init_main(rest) or 0
+    if command == "convert":
+        from pcdviz.convert import main as convert_main
+        return convert_main(rest) or 0
     if command == "export":
         from pcdviz.export import main as export_main
         return export_main(rest) or 0
