@@ -12,6 +12,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from training.distributed import gather_views
+
 
 def _pairs(n_teacher: int, n_student: int):
     """(teacher view i, student view j) pairs with j != i: a view is never its own target."""
@@ -68,7 +70,9 @@ class ContrastiveLoss(nn.Module):
     sharpened distribution that the distillation term uses. score="cosine": scale * the cosine of the
     student and teacher logits, each view's logits minus their batch mean (at initialisation all
     shapes share one dominant logit direction, cosine ~0.995, which would otherwise swamp every
-    score). Negatives are the shapes of the local batch (not gathered across DDP processes).
+    score). Under DDP the rows of every process are gathered first (training/distributed.py), so the
+    negatives and the centring are those of the global batch and every process returns the same
+    global loss; the trainer scales its backward by the world size (see distributed.py).
     """
 
     def __init__(self, n_global: int = 2, student_temp: float = 0.1, scale: float = 64.0, score: str = "prob"):
@@ -81,8 +85,12 @@ class ContrastiveLoss(nn.Module):
                 teacher_logits: Tensor | None = None) -> Tensor:
         """Mean N-pair cross-entropy over view pairs; score="cosine" needs teacher_logits instead of targets."""
         teacher = teacher_targets if self.score == "prob" else teacher_logits
+        n_student = student_logits.shape[0] // (teacher.shape[0] // self.n_global)
+        # the global batch: negatives and the cosine score's centring span every process
+        student_logits = gather_views(student_logits, n_student)
+        teacher = gather_views(teacher.detach(), self.n_global)
+        teacher_targets, teacher_logits = (teacher, None) if self.score == "prob" else (None, teacher)
         batch = teacher.shape[0] // self.n_global
-        n_student = student_logits.shape[0] // batch
         if self.score == "prob":
             s = F.softmax(student_logits.float() / self.student_temp, dim=-1).chunk(n_student)
             t = teacher_targets.detach().chunk(self.n_global)

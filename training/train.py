@@ -41,10 +41,12 @@ from tqdm import tqdm
 from pcdviz.checkpoints import fsync_dir, fsync_file
 from pcdviz.model import DINOHead, PointViT, preset
 from training.crops import CropConfig, multi_crop
+from training.distributed import convert_global_batchnorm, mean_over_ranks
 from training.losses import ContrastiveLoss, DistillationLoss, collapse_warning, entropy
+from training.patch_objective import IBOT, add_patch_term, build_patch_student
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-METHODS = ("dino+contrast", "dino")
+METHODS = ("dino+contrast", "dino", IBOT)   # IBOT: + masked patch-token distillation
 
 
 # --------------------------------------------------------------------------- config
@@ -96,8 +98,14 @@ class TrainConfig:
     contrast_weight: float = 1.0
     contrast_scale: float = 64.0
     contrast_score: str = "prob"             # "prob" | "cosine" (see losses.ContrastiveLoss)
+    patch_weight: float = 1.0                # method dino+contrast+ibot only (training/patch_objective.py): the
+    patch_out_dim: int = 512                 #   masked patch term's weight, its head's prototypes, and the share
+    mask_ratio_min: float = 0.1              #   of a global crop's patch tokens masked, U(min, max) per shape
+    mask_ratio_max: float = 0.5
     # data
-    dataset: str = "synthetic"               # "synthetic" or a path for pcdviz.data.open_dataset
+    dataset: str = "synthetic"               # "synthetic" or a release's path (ShapeNet55-34/, ...) for pcdviz.data.open_dataset
+    dataset_variant: str = ""                # ShapeNet "55" | "34"; ScanObjectNN OBJ_BG | OBJ_ONLY | PB_T50_RS; "" = the reader's default
+    background: str = "keep"                 # ScanObjectNN: "keep" or "drop" the points its mask marks as background
     data_points: int = 2048                  # points per training shape (crops are cut from these)
     synthetic_per_class: int = 0             # 0 = SyntheticShapes' default
     data_seed: int = 0
@@ -106,6 +114,7 @@ class TrainConfig:
     out: str = "runs/tiny-cpu"
     device: str = "auto"                     # auto | cpu | cuda
     num_workers: int = 0                     # DataLoader workers that cut the crops (0 = main process)
+    cache_mb: float = 256                    # per-process cache of parsed shapes (text/mesh readers); x (workers + 1) in all
     log_every: int = 10
     save_every_steps: int = 0                # 0 = only by time
     save_every_min: float = 10.0
@@ -120,7 +129,8 @@ class TrainConfig:
 
 
 # Settings that may change when a run is resumed (they do not change what is computed).
-RUNTIME_FIELDS = {"out", "device", "num_workers", "log_every", "save_every_steps", "save_every_min", "max_steps"}
+RUNTIME_FIELDS = {"out", "device", "num_workers", "log_every", "save_every_steps", "save_every_min", "max_steps",
+                  "cache_mb"}
 
 
 def load_recipe(name: str) -> dict:
@@ -239,6 +249,8 @@ def build_student(cfg: TrainConfig) -> MultiCropNet:
     head = DINOHead(backbone.embed_dim, cfg.out_dim, hidden_dim=cfg.head_hidden,
                     bottleneck_dim=cfg.head_bottleneck, n_layers=cfg.head_layers,
                     norm_last_layer=cfg.norm_last_layer, use_bn=cfg.head_bn)
+    if cfg.method == IBOT:   # + a patch head and a mask token (training/patch_objective.py)
+        return build_patch_student(backbone, head, cfg)
     return MultiCropNet(backbone, head)
 
 
@@ -287,19 +299,30 @@ def step_seed(*parts: int) -> int:
 
 
 def open_train_dataset(cfg: TrainConfig):
-    """The training split: SyntheticShapes for "synthetic", else pcdviz.data.open_dataset(path)."""
+    """The training split: SyntheticShapes for "synthetic", else pcdviz.data.open_dataset(path) (a sentence if unreadable)."""
     if cfg.dataset == "synthetic":
         from pcdviz.data import SyntheticShapes
         kwargs = {"n_per_class": cfg.synthetic_per_class} if cfg.synthetic_per_class else {}
         return SyntheticShapes("train", n_points=cfg.data_points, seed=cfg.data_seed, **kwargs)
-    from pcdviz.data import open_dataset
-    return open_dataset(cfg.dataset, "train", cfg.data_points)
+    from pcdviz.data import DatasetError, open_dataset
+    try:
+        return open_dataset(cfg.dataset, "train", cfg.data_points, variant=cfg.dataset_variant or None,
+                            background=cfg.background, cache_mb=cfg.cache_mb)
+    except DatasetError as err:
+        raise SystemExit(f"pcdviz train: {err}") from None
 
 
-def describe_dataset(cfg: TrainConfig, n_shapes: int) -> str:
-    """One line for the model card's `data`."""
-    name = "synthetic shapes" if cfg.dataset == "synthetic" else cfg.dataset
-    return f"{name} (train split, {n_shapes} shapes x {cfg.data_points} points)"
+def data_card(cfg: TrainConfig, dataset, world: int) -> dict:
+    """The model card's `dataset`: reader, layout, root, split and its source, counts, fingerprint, world size, total batch."""
+    from pcdviz.data import dataset_info
+    info = dataset_info(dataset)
+    return {**info, "points_per_shape": cfg.data_points, "world_size": world, "total_batch": cfg.batch_size * world}
+
+
+def describe_dataset(cfg: TrainConfig, info: dict) -> str:
+    """One line for the model card's `data` (the explorer shows it)."""
+    name = "synthetic shapes" if cfg.dataset == "synthetic" else info.get("layout", cfg.dataset)
+    return f"{name} ({info.get('split')} split, {info['n_shapes']} shapes x {cfg.data_points} points)"
 
 
 class CropBatches(torch.utils.data.Dataset):
@@ -337,17 +360,59 @@ class CropBatches(torch.utils.data.Dataset):
 
     def __getitem__(self, step: int) -> dict:
         t0 = time.perf_counter()
-        points = torch.stack([torch.as_tensor(self.dataset[i]["points"], dtype=torch.float32)
-                              for i in self.indices(step)])
+        try:
+            points = torch.stack([torch.as_tensor(self.dataset[i]["points"], dtype=torch.float32)
+                                  for i in self.indices(step)])
+        except Exception as err:   # an unreadable file: reported by the main process, which stops every rank
+            return {"step": step, "error": read_error_sentence(err)}
         g = torch.Generator().manual_seed(step_seed(self.seed, 2, self.rank, step))
         views = multi_crop(points, self.crop_cfg, g)
         return {"step": step, "views": views, "prep_s": time.perf_counter() - t0}
 
 
+def read_error_sentence(err: Exception) -> str:
+    """The reader's sentence (it names the file); other errors keep their type so a bug is recognisable."""
+    from pcdviz.data import DatasetError
+    from pcdviz.io import PointCloudError
+    if isinstance(err, (DatasetError, PointCloudError)):
+        return str(err)
+    return f"{type(err).__name__}: {err}"
+
+
 def _quiet_worker(_worker_id: int) -> None:
-    """DataLoader workers ignore Ctrl-C/SIGTERM: the main process stops them after saving the state."""
+    """DataLoader workers ignore Ctrl-C/SIGTERM: the main process stops them after saving the state
+    (stop_loader, which also ends the run when a worker cannot read a file)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def stop_loader(iterator, now: bool = False) -> None:
+    """Shut a DataLoader iterator's workers down. Workers ignore SIGTERM (_quiet_worker), so one still
+    alive after the shutdown (or at once with now=True, when the run is failing) gets SIGKILL: otherwise
+    multiprocessing's exit handler waits for it forever and the run hangs instead of exiting."""
+    workers = list(getattr(iterator, "_workers", []))
+    if now:
+        for w in workers:
+            if w.is_alive():
+                w.kill()
+    shutdown = getattr(iterator, "_shutdown_workers", None)
+    try:
+        if shutdown is not None:
+            shutdown()
+    finally:
+        for w in workers:
+            if w.is_alive():
+                w.kill()
+            w.join(timeout=5)
+
+
+def any_rank(flag: bool, world: int, device: torch.device) -> bool:
+    """True on every rank when flag is true on any rank (all ranks must take the same branch)."""
+    if world == 1:
+        return bool(flag)
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
 
 
 def crop_config(cfg: TrainConfig, n_points: int) -> CropConfig:
@@ -591,6 +656,26 @@ def resolve_config(args: argparse.Namespace) -> tuple[TrainConfig, bool]:
 # --------------------------------------------------------------------------- the loop
 
 
+def step_loss(cfg: TrainConfig, student_logits: torch.Tensor, teacher_logits: torch.Tensor, tau_t: float,
+              distill_loss: DistillationLoss, contrast_loss: ContrastiveLoss, world: int) -> dict:
+    """One step's losses: "backward" (what this rank differentiates) and the global values to log.
+
+    The distillation term is a mean over this rank's shapes, which DDP's gradient average turns into
+    the global mean. The contrastive term is already the global batch's loss on every rank, computed
+    with gradients through this rank's rows only, so its backward is scaled by the world size (see
+    training/distributed.py): W processes x batch B then give the gradients of one process x W*B.
+    """
+    distill, targets = distill_loss(student_logits, teacher_logits, tau_t)
+    if cfg.contrast_weight > 0:
+        contrast = contrast_loss(student_logits, targets, teacher_logits)
+    else:
+        contrast = torch.zeros((), device=student_logits.device)
+    backward = distill + cfg.contrast_weight * world * contrast
+    distill_all = mean_over_ranks(distill)
+    return {"backward": backward, "loss": distill_all + cfg.contrast_weight * contrast.detach(),
+            "distill": distill_all, "contrast": contrast.detach(), "targets": targets}
+
+
 # kl = distill - teacher_entropy: the mean KL(teacher || student) over pairs, the part of the loss the student controls.
 METRIC_COLUMNS = ["step", "epoch", "loss", "distill", "contrast", "kl", "teacher_entropy", "teacher_batch_entropy",
                   "lr", "wd", "momentum", "tau_t", "grad_norm", "samples_per_s", "prep_share", "wait_share"]
@@ -630,8 +715,8 @@ def main(argv: list[str] | None = None) -> int:
     # model, teacher, losses, optimizer (identical init on every rank; DDP also broadcasts rank 0's)
     torch.manual_seed(cfg.seed)
     student = build_student(cfg).to(device)
-    if world > 1 and device.type == "cuda":
-        student = nn.SyncBatchNorm.convert_sync_batchnorm(student)   # a no-op without head_bn
+    if world > 1:   # head_bn: student and teacher normalise over the global batch (a no-op without head_bn)
+        student = convert_global_batchnorm(student)
     teacher = copy.deepcopy(student)
     for p in teacher.parameters():
         p.requires_grad = False
@@ -642,6 +727,7 @@ def main(argv: list[str] | None = None) -> int:
     n_points = student.backbone.config.n_points
 
     dataset = open_train_dataset(cfg)
+    data_info = data_card(cfg, dataset, world)
     batches = CropBatches(dataset, crop_config(cfg, n_points), cfg.batch_size, cfg.seed, rank, world)
     spe = batches.steps_per_epoch
     total_steps = cfg.epochs * spe
@@ -659,6 +745,10 @@ def main(argv: list[str] | None = None) -> int:
         start_step, wall_before = int(meta["step"]), float(meta.get("wall_time_s", 0.0))
         if meta.get("world_size", 1) != world:
             raise SystemExit(f"{out} was saved by {meta.get('world_size', 1)} processes; resume it with the same number")
+        saved_print = meta.get("dataset", {}).get("fingerprint")
+        if saved_print and saved_print != data_info["fingerprint"]:
+            raise SystemExit(f"{out} was trained on another file list (fingerprint {saved_print}, this data set has "
+                             f"{data_info['fingerprint']}); use --no-resume to start over, or another --out")
     end_step = min(total_steps, cfg.max_steps) if cfg.max_steps else total_steps
 
     model = student
@@ -676,13 +766,16 @@ def main(argv: list[str] | None = None) -> int:
         tqdm.write(f"[train] {'resuming' if resuming else 'starting'} {out} at step {start_step}/{total_steps} "
                    f"({cfg.epochs} epochs x {spe} steps, {len(dataset)} shapes, total batch {total_batch}, "
                    f"{world} process(es), {device}); method {cfg.method}, {n_params / 1e6:.2f}M parameters")
+        tqdm.write(f"[train] data: {data_info['layout']} at {data_info['root']}, {data_info['split']} split "
+                   f"({data_info['split_source']}), {data_info['n_shapes']} shapes, {data_info['n_classes']} classes, "
+                   f"{data_info['fingerprint']}")
         metrics_file, metrics = open_metrics(out / "metrics.csv", start_step)
 
     def state_meta(step: int) -> dict:
         return {"config": asdict(cfg), "epoch": step // spe, "position_in_epoch": step % spe,
                 "steps_per_epoch": spe, "total_steps": total_steps, "world_size": world,
                 "samples_seen": step * total_batch, "wall_time_s": wall_before + (time.time() - t_start),
-                "n_train_shapes": len(dataset)}
+                "n_train_shapes": len(dataset), "dataset": data_info}
 
     def save(step: int) -> None:
         if main_process:
@@ -697,108 +790,122 @@ def main(argv: list[str] | None = None) -> int:
     stopped_by = None
     warmup_tt_steps = min(total_steps, round(cfg.warmup_teacher_temp_epochs * spe))
     t_wait = time.perf_counter()
+    failed = False
     with StopFlag() as stop:
         batches_iter = iter(loader)
-        while step < end_step:
-            try:
-                batch = next(batches_iter)
-            except (RuntimeError, KeyboardInterrupt):
-                if stop.signal is None:   # a real error, not a DataLoader worker killed by our Ctrl-C
-                    raise
-                save(step)
-                stopped_by = stop.signal
-                break
-            t_got = time.perf_counter()
-            assert batch["step"] == step, (batch["step"], step)
-            epoch = step // spe
-            views = [v.to(device, non_blocking=True) for v in batch["views"]]
-            torch.manual_seed(step_seed(cfg.seed, 3, rank, step))   # drop path of this step, independent of history
-            for i, group in enumerate(optimizer.param_groups):
-                group["lr"] = float(sched.lr[step])
-                if i == 0:
-                    group["weight_decay"] = float(sched.wd[step])
-            tau_t = float(sched.teacher_temp[step])
+        try:
+            while step < end_step:
+                try:
+                    batch = next(batches_iter)
+                except (RuntimeError, KeyboardInterrupt):
+                    if stop.signal is None:   # a real error, not a DataLoader worker killed by our Ctrl-C
+                        raise
+                    save(step)
+                    stopped_by = stop.signal
+                    break
+                if any_rank("error" in batch, world, device):   # every rank stops at the same step, within seconds
+                    tqdm.write(f"[train] rank {rank}: cannot read the data of step {step}: {batch['error']}"
+                               if "error" in batch else f"[train] rank {rank}: another rank could not read its data")
+                    failed = True
+                    break
+                t_got = time.perf_counter()
+                assert batch["step"] == step, (batch["step"], step)
+                epoch = step // spe
+                views = [v.to(device, non_blocking=True) for v in batch["views"]]
+                torch.manual_seed(step_seed(cfg.seed, 3, rank, step))   # drop path of this step, independent of history
+                for i, group in enumerate(optimizer.param_groups):
+                    group["lr"] = float(sched.lr[step])
+                    if i == 0:
+                        group["weight_decay"] = float(sched.wd[step])
+                tau_t = float(sched.teacher_temp[step])
 
-            with autocast:
+                with autocast:
+                    with torch.no_grad():
+                        teacher_logits = teacher(views[:cfg.n_global]).float()
+                    student_logits = model(views).float()
+                losses = step_loss(cfg, student_logits, teacher_logits, tau_t, distill_loss, contrast_loss, world)
+                if cfg.method == IBOT:   # masked patch-token distillation (training/patch_objective.py)
+                    add_patch_term(losses, student, teacher, tau_t, cfg)
+                loss, distill, contrast, targets = losses["loss"], losses["distill"], losses["contrast"], losses["targets"]
+                bad = ~torch.isfinite(loss.detach())
+                if world > 1:   # every rank must take the same branch
+                    bad = bad.float()
+                    dist.all_reduce(bad, op=dist.ReduceOp.MAX)
+                    bad = bad > 0
+                if bad:
+                    tqdm.write(f"[train] loss is {loss.item()} at step {step}; stopping (the last saved state is intact)")
+                    return 1
+
+                optimizer.zero_grad(set_to_none=True)
+                losses["backward"].backward()
+                grad_norm = clip_gradients(student, cfg.clip_grad)
+                cancel_gradients_last_layer(student, epoch, cfg.freeze_last_layer)
+                optimizer.step()
+                ema_update(teacher, student, float(sched.momentum[step]))
+                distill_loss.update_center(teacher_logits)
+                step += 1
+
+                # ---- logging (rank 0)
+                t_done = time.perf_counter()
+                step_s = t_done - t_wait
                 with torch.no_grad():
-                    teacher_logits = teacher(views[:cfg.n_global]).float()
-                student_logits = model(views).float()
-            distill, targets = distill_loss(student_logits, teacher_logits, tau_t)
-            if cfg.contrast_weight > 0:
-                contrast = contrast_loss(student_logits, targets, teacher_logits)
-            else:
-                contrast = torch.zeros((), device=device)
-            loss = distill + cfg.contrast_weight * contrast
-            bad = ~torch.isfinite(loss.detach())
-            if world > 1:   # every rank must take the same branch
-                bad = bad.float()
-                dist.all_reduce(bad, op=dist.ReduceOp.MAX)
-                bad = bad > 0
-            if bad:
-                tqdm.write(f"[train] loss is {loss.item()} at step {step}; stopping (the last saved state is intact)")
-                return 1
-
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = clip_gradients(student, cfg.clip_grad)
-            cancel_gradients_last_layer(student, epoch, cfg.freeze_last_layer)
-            optimizer.step()
-            ema_update(teacher, student, float(sched.momentum[step]))
-            distill_loss.update_center(teacher_logits)
-            step += 1
-
-            # ---- logging (rank 0)
-            t_done = time.perf_counter()
-            step_s = t_done - t_wait
-            with torch.no_grad():
-                h = float(entropy(targets))
-                h_batch = float(entropy(targets.mean(0, keepdim=True)))
-            for key, value in (("loss", loss.item()), ("distill", distill.item()), ("contrast", contrast.item()),
-                               ("teacher_entropy", h), ("teacher_batch_entropy", h_batch), ("grad_norm", grad_norm),
-                               ("step_s", step_s), ("prep_s", batch["prep_s"]), ("wait_s", t_got - t_wait)):
-                window.setdefault(key, []).append(value)
-            t_wait = t_done
-            if main_process:
-                samples_per_s = total_batch / step_s
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{sched.lr[step - 1]:.2e}", sps=f"{samples_per_s:.1f}",
-                                refresh=False)
-                # uniform-looking targets are expected while the teacher temperature warms up
-                warning = collapse_warning(h, h_batch, cfg.out_dim) if step > warmup_tt_steps else None
-                if warning and step - warned_at >= 50:
-                    tqdm.write(f"[train] step {step}: {warning}")
-                    warned_at = step
-                if step % cfg.log_every == 0 or step == end_step:
-                    mean = {k: float(np.mean(v)) for k, v in window.items()}
-                    metrics.writerow({
-                        "step": step, "epoch": f"{step / spe:.3f}", "loss": f"{mean['loss']:.5f}",
-                        "distill": f"{mean['distill']:.5f}", "contrast": f"{mean['contrast']:.5f}",
-                        "kl": f"{mean['distill'] - mean['teacher_entropy']:.5f}",
-                        "teacher_entropy": f"{mean['teacher_entropy']:.4f}",
-                        "teacher_batch_entropy": f"{mean['teacher_batch_entropy']:.4f}",
-                        "lr": f"{sched.lr[step - 1]:.6g}", "wd": f"{sched.wd[step - 1]:.4g}",
-                        "momentum": f"{sched.momentum[step - 1]:.6f}", "tau_t": f"{tau_t:.4f}",
-                        "grad_norm": f"{mean['grad_norm']:.4f}",
-                        "samples_per_s": f"{total_batch / mean['step_s']:.2f}",
-                        "prep_share": f"{mean['prep_s'] / mean['step_s']:.4f}",
-                        "wait_share": f"{mean['wait_s'] / mean['step_s']:.4f}"})
-                    metrics_file.flush()
-                    window = {}
-            # ---- saving
-            stop_signal = stop.signal
-            if world > 1:   # every rank must agree to stop at the same step
-                flag = torch.tensor([0 if stop_signal is None else stop_signal], device=device)
-                dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-                stop_signal = int(flag.item()) or None
-            due = (cfg.save_every_steps and step % cfg.save_every_steps == 0) or \
-                  (time.time() - last_save) > 60 * cfg.save_every_min
-            if stop_signal is not None or due or step == end_step:
-                save(step)
-                last_save = time.time()
-            if stop_signal is not None:
-                stopped_by = stop_signal
-                break
+                    h = float(entropy(targets))
+                    h_batch = float(entropy(targets.mean(0, keepdim=True)))
+                for key, value in (("loss", loss.item()), ("distill", distill.item()), ("contrast", contrast.item()),
+                                   ("teacher_entropy", h), ("teacher_batch_entropy", h_batch), ("grad_norm", grad_norm),
+                                   ("step_s", step_s), ("prep_s", batch["prep_s"]), ("wait_s", t_got - t_wait)):
+                    window.setdefault(key, []).append(value)
+                t_wait = t_done
+                if main_process:
+                    samples_per_s = total_batch / step_s
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{sched.lr[step - 1]:.2e}", sps=f"{samples_per_s:.1f}",
+                                    refresh=False)
+                    # uniform-looking targets are expected while the teacher temperature warms up
+                    warning = collapse_warning(h, h_batch, cfg.out_dim) if step > warmup_tt_steps else None
+                    if warning and step - warned_at >= 50:
+                        tqdm.write(f"[train] step {step}: {warning}")
+                        warned_at = step
+                    if step % cfg.log_every == 0 or step == end_step:
+                        mean = {k: float(np.mean(v)) for k, v in window.items()}
+                        metrics.writerow({
+                            "step": step, "epoch": f"{step / spe:.3f}", "loss": f"{mean['loss']:.5f}",
+                            "distill": f"{mean['distill']:.5f}", "contrast": f"{mean['contrast']:.5f}",
+                            "kl": f"{mean['distill'] - mean['teacher_entropy']:.5f}",
+                            "teacher_entropy": f"{mean['teacher_entropy']:.4f}",
+                            "teacher_batch_entropy": f"{mean['teacher_batch_entropy']:.4f}",
+                            "lr": f"{sched.lr[step - 1]:.6g}", "wd": f"{sched.wd[step - 1]:.4g}",
+                            "momentum": f"{sched.momentum[step - 1]:.6f}", "tau_t": f"{tau_t:.4f}",
+                            "grad_norm": f"{mean['grad_norm']:.4f}",
+                            "samples_per_s": f"{total_batch / mean['step_s']:.2f}",
+                            "prep_share": f"{mean['prep_s'] / mean['step_s']:.4f}",
+                            "wait_share": f"{mean['wait_s'] / mean['step_s']:.4f}"})
+                        metrics_file.flush()
+                        window = {}
+                # ---- saving
+                stop_signal = stop.signal
+                if world > 1:   # every rank must agree to stop at the same step
+                    flag = torch.tensor([0 if stop_signal is None else stop_signal], device=device)
+                    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+                    stop_signal = int(flag.item()) or None
+                due = (cfg.save_every_steps and step % cfg.save_every_steps == 0) or \
+                      (time.time() - last_save) > 60 * cfg.save_every_min
+                if stop_signal is not None or due or step == end_step:
+                    save(step)
+                    last_save = time.time()
+                if stop_signal is not None:
+                    stopped_by = stop_signal
+                    break
+        finally:
+            stop_loader(batches_iter, now=failed)
     bar.close()
+    if failed:
+        if world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+        if main_process:
+            metrics_file.close()
+            tqdm.write("[train] stopped: fix or remove the file above (the last saved state is intact)")
+        return 1
 
     if os.environ.get("PCDVIZ_TRAIN_DIGEST_DIR"):   # rank-consistency test hook
         d = Path(os.environ["PCDVIZ_TRAIN_DIGEST_DIR"])
@@ -814,7 +921,7 @@ def main(argv: list[str] | None = None) -> int:
         code = 128 + stopped_by
     elif step >= total_steps and main_process:
         wall = wall_before + (time.time() - t_start)
-        write_checkpoint(out / "checkpoint", teacher.backbone, cfg, len(dataset), wall, step * total_batch)
+        write_checkpoint(out / "checkpoint", teacher.backbone, cfg, data_info, wall, step * total_batch)
         tqdm.write(f"[train] done: {step} steps in {wall / 60:.1f} min; teacher backbone -> {out / 'checkpoint'}")
     elif main_process:
         tqdm.write(f"[train] stopped at step {step} (max_steps); run again without --max-steps to continue")
@@ -824,12 +931,12 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
-def write_checkpoint(folder: Path, backbone: PointViT, cfg: TrainConfig, n_shapes: int, wall_time_s: float,
+def write_checkpoint(folder: Path, backbone: PointViT, cfg: TrainConfig, data_info: dict, wall_time_s: float,
                      samples_seen: int) -> Path:
-    """The teacher backbone as a pcdviz checkpoint folder with its model card."""
+    """The teacher backbone as a pcdviz checkpoint folder with its model card (data_info: data_card())."""
     from pcdviz.checkpoints import save_checkpoint
     method = cfg.method if samples_seen else "random"   # --epochs 0: the untrained baseline of the same recipe
-    card = {"method": method, "data": describe_dataset(cfg, n_shapes), "epochs": cfg.epochs,
+    card = {"method": method, "data": describe_dataset(cfg, data_info), "dataset": data_info, "epochs": cfg.epochs,
             "wall_time_s": round(wall_time_s, 1), "recipe": asdict(cfg), "samples_seen": samples_seen,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
     return save_checkpoint(folder, backbone.cpu().eval(), card)
