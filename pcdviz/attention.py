@@ -5,7 +5,8 @@ arrays, so the app can switch layer, head or mode without touching the model: on
 `AttentionMaps`, and every selector below is a few array operations on it.
 
 Conventions: attention tensors are (L, H, 1+G, 1+G) with token 0 = CLS and rows softmaxed (the query is
-the row); a "patch map" is one value per patch (G,); `to_points` turns a patch map into one value per point.
+the row); a model without a CLS token (Point-MAE's pre-training encoder) gives (L, H, G, G) and
+`cls_tokens` = 0. A "patch map" is one value per patch (G,); `to_points` turns it into one value per point.
 
 Projection rule (patch values -> point values), used by every map the app draws:
   1. a model-input point that lies in one or more groups gets the MEAN of those groups' values;
@@ -78,12 +79,13 @@ def _fingerprint(points: np.ndarray) -> tuple:
 class AttentionMaps:
     """All layers' and heads' attention of one forward pass on one cloud, plus what projects it to points."""
 
-    attentions: np.ndarray    # (L, H, 1+G, 1+G) float32, token 0 = CLS
+    attentions: np.ndarray    # (L, H, T, T) float32, T = cls_tokens + G; token 0 = CLS when there is one
     centers: np.ndarray       # (G, 3)
     group_idx: np.ndarray     # (G, K) into `points`
     points: np.ndarray        # (N, 3) the model's input points (normalised)
     cls_feature: np.ndarray   # (D,)
     patch_tokens: np.ndarray  # (G, D)
+    cls_tokens: int = 1       # 1, or 0 for a model without a CLS token (cls_feature is then its mean patch token)
     # Not fields (so dataclasses.asdict(maps) is just the arrays, ready for np.savez): self._cache holds the
     # point<-patch incidence, rollouts, and an LRU of display clouds' nearest-input indices; self._lock guards
     # it (Gradio calls handlers from several threads).
@@ -96,9 +98,12 @@ class AttentionMaps:
         self.cls_feature = np.ascontiguousarray(self.cls_feature, dtype=np.float32).reshape(-1)
         self.patch_tokens = np.ascontiguousarray(self.patch_tokens, dtype=np.float32)
         a = self.attentions
-        if a.ndim != 4 or a.shape[2] != a.shape[3] or a.shape[2] < 2:
-            raise ValueError(f"attentions must be (L, H, 1+G, 1+G), got {a.shape}")
-        G = a.shape[2] - 1
+        self.cls_tokens = int(self.cls_tokens)
+        if self.cls_tokens not in (0, 1):
+            raise ValueError(f"cls_tokens must be 0 or 1, got {self.cls_tokens}")
+        if a.ndim != 4 or a.shape[2] != a.shape[3] or a.shape[2] < 1 + self.cls_tokens:
+            raise ValueError(f"attentions must be (L, H, T, T) with T = {self.cls_tokens} + G, got {a.shape}")
+        G = a.shape[2] - self.cls_tokens
         if self.centers.shape != (G, 3):
             raise ValueError(f"centers must be ({G}, 3), got {self.centers.shape}")
         if self.group_idx.ndim != 2 or self.group_idx.shape[0] != G:
@@ -139,6 +144,7 @@ class AttentionMaps:
             points=pts,
             cls_feature=out.cls[0].float().cpu().numpy(),
             patch_tokens=out.patches[0].float().cpu().numpy(),
+            cls_tokens=int(getattr(getattr(model, "config", None), "cls_tokens", 1)),
         )
 
     def _build_incidence(self):
@@ -180,7 +186,12 @@ class AttentionMaps:
     @property
     def n_patches(self) -> int:
         """Number of patch tokens G (CLS excluded)."""
-        return self.attentions.shape[2] - 1
+        return self.attentions.shape[2] - self.cls_tokens
+
+    @property
+    def has_cls(self) -> bool:
+        """Whether token 0 is a CLS token (the CLS views need one)."""
+        return self.cls_tokens == 1
 
     def _layer(self, layer: int) -> int:
         if isinstance(layer, (bool, np.bool_)) or not isinstance(layer, (int, np.integer)):
@@ -193,31 +204,49 @@ class AttentionMaps:
 
     def cls_to_patches(self, layer: int, head: int | str) -> np.ndarray:
         """CLS token's attention to each patch (G,) for one layer and one head or a head fusion."""
+        if not self.has_cls:
+            raise ValueError("this model has no CLS token (like Point-MAE's pre-training encoder), so it has no "
+                             "CLS -> patch maps; use the mean attention each patch receives, a query patch, or rollout")
         rows = self.attentions[self._layer(layer), :, 0, 1:]  # (H, G)
         return np.ascontiguousarray(_fuse_heads(rows, head, self.n_heads))
 
+    def mean_received(self, layer: int, head: int | str) -> np.ndarray:
+        """Mean attention each patch receives from the patch queries (G,): the column mean of patch -> patch.
+
+        The global view of a model without a CLS token: where the patches, on average, look."""
+        c = self.cls_tokens
+        cols = self.attentions[self._layer(layer), :, c:, c:].mean(axis=1)  # (H, G)
+        return np.ascontiguousarray(_fuse_heads(cols, head, self.n_heads))
+
+    def global_map(self, layer: int, head: int | str) -> np.ndarray:
+        """The model's global view of the patches: CLS -> patches, or mean_received without a CLS token."""
+        return self.cls_to_patches(layer, head) if self.has_cls else self.mean_received(layer, head)
+
     def patch_to_patches(self, layer: int, head: int | str, query: int) -> tuple[np.ndarray, float]:
-        """Attention of patch `query` to every patch (G,), and its attention to the CLS token."""
-        G = self.n_patches
+        """Attention of patch `query` to every patch (G,), and its attention to the CLS token (NaN without one)."""
+        G, c = self.n_patches, self.cls_tokens
         if isinstance(query, (bool, np.bool_)) or not isinstance(query, (int, np.integer)) or not -G <= query < G:
             raise IndexError(f"query patch {query!r} out of range for {G} patches")
-        row = _fuse_heads(self.attentions[self._layer(layer), :, 1 + (int(query) % G), :], head, self.n_heads)
-        return np.ascontiguousarray(row[1:]), float(row[0])
+        row = _fuse_heads(self.attentions[self._layer(layer), :, c + (int(query) % G), :], head, self.n_heads)
+        return np.ascontiguousarray(row[c:]), float(row[0]) if c else float("nan")
 
     def rollout(self, head_fusion: str = "mean") -> np.ndarray:
-        """CLS row (G,) of attention rollout (Abnar & Zuidema 2020) across all layers."""
+        """CLS row (G,) of attention rollout (Abnar & Zuidema 2020) across all layers; without a CLS token,
+        the mean over the patch rows (where the patches' final tokens draw from, on average)."""
         if head_fusion not in HEAD_FUSIONS:
             raise ValueError(f"head_fusion must be one of {HEAD_FUSIONS}, got {head_fusion!r}")
         key = ("rollout", head_fusion)
         if key not in self._cache:
-            T = self.n_patches + 1
+            T = self.attentions.shape[2]
             joint = np.eye(T)
             for layer in range(self.n_layers):
                 a = _fuse_heads(self.attentions[layer].astype(np.float64), head_fusion, self.n_heads)
                 a = a + np.eye(T)                       # the residual connection: identity added...
                 a = a / a.sum(axis=-1, keepdims=True)   # ...and rows renormalised
                 joint = a @ joint                       # later layers act on earlier layers' mixture
-            self._cache[key] = joint[0, 1:].astype(np.float32)
+            c = self.cls_tokens
+            row = joint[0, 1:] if c else joint.mean(axis=0)
+            self._cache[key] = row.astype(np.float32)
         return self._cache[key].copy()
 
     # ---- patch -> point -----------------------------------------------------------------------------
@@ -316,7 +345,7 @@ class AttentionMaps:
         overlap = np.empty((self.n_heads, len(parts)))
         size = np.empty((self.n_heads, len(parts)))                         # of each head's set for each part
         for h in range(self.n_heads):
-            values = self.cls_to_patches(layer, h)
+            values = self.global_map(layer, h)
             if keep is None:
                 overlap[h], size[h] = _top_k_overlap(self.to_points(values), part_sets), n_part
             else:
