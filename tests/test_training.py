@@ -325,12 +325,17 @@ def test_recipes_load_and_overrides_apply():
 def test_evaluate_a_tiny_checkpoint_writes_scores(short_run):
     from training.evaluate import main as eval_main
     folder = short_run[0] / "checkpoint"
-    assert eval_main([str(folder), "--train-per-class", "6", "--test-per-class", "12", "--episodes", "3",
+    # 10 train and 20 test shapes per class: the 10-shot settings run, the 20-shot ones cannot (absent, not NaN)
+    assert eval_main([str(folder), "--train-per-class", "10", "--test-per-class", "20", "--episodes", "3",
                       "--iou-per-class", "1"]) == 0
-    card = json.loads((folder / "config.json").read_text())
+    text = (folder / "config.json").read_text()
+    card = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in config.json"))
     scores = card["scores"]
     for key in ("svm_acc", "fewshot_5way10shot", "fewshot_5way10shot_std", "fewshot_10way10shot", "part_iou"):
         assert 0.0 <= scores[key] <= 1.0, key
+    assert "fewshot_5way20shot" not in scores and "fewshot_10way20shot" not in scores
+    assert "have 20 train and 20 test shapes" in card["evaluation"]["fewshot_skipped"]["fewshot_5way20shot"]
+    assert card["benchmarks"]["synthetic"]["scores"]["svm_acc"] == scores["svm_acc"]
     assert -1.0 <= scores["part_iou_corrected"] <= 1.0 and scores["part_iou_corrected_sem"] >= 0.0
     assert card["evaluation"]["svm_C"] > 0
 

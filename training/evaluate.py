@@ -1,7 +1,9 @@
 """Evaluate a checkpoint folder: linear SVM, few-shot N-way K-shot, attention-part alignment.
 
     python -m training.evaluate checkpoints/dwc-tiny                      # synthetic shapes
-    python -m training.evaluate CKPT --dataset /data/modelnet40_ply_hdf5_2048 --no-part-iou
+    python -m training.evaluate CKPT --dataset data/ModelNet/modelnet40_normal_resampled
+    python -m training.evaluate CKPT --dataset data/modelnet40_ply_hdf5_2048
+    python -m training.evaluate CKPT --dataset data/ScanObjectNN --variant all    # OBJ_BG, OBJ_ONLY, PB_T50_RS
 
 Protocol (the field's, on frozen features): every shape is FPS-sampled to the model's n_points,
 the feature is the L2-normalised final CLS token concatenated with the L2-normalised max-pooled
@@ -10,8 +12,15 @@ random and a briefly trained tiny model; --feature cls for the CLS token only), 
 trained on the train split with C chosen on a stratified validation split carved from it (then
 refit on the whole train split), and test accuracy is reported. The C grid is wide (0.01 .. 1000):
 untrained features are concentrated (pairwise cosine ~0.996) and need C of 100-1000, so a grid
-that stops at 10 under-reports the random baseline (79% instead of 92% for random-tiny). Few-shot: episodes of N classes x (K support + 20 query) test shapes, the same LinearSVC
-(C as chosen above) fit on the support, accuracy on the queries; mean and std over episodes.
+that stops at 10 under-reports the random baseline (79% instead of 92% for random-tiny).
+Few-shot, as Point-BERT and its successors run it: for each of 5-way 10-shot, 5-way 20-shot,
+10-way 10-shot and 10-way 20-shot, 10 fixed trials (trial t draws with seed (seed, N, K, t)); a
+trial picks N classes, K support shapes per class from the train split and 20 query shapes per
+class from the test split, fits the same LinearSVC (C as chosen above) on the support and scores
+the queries; mean and std over the trials. Only classes with K train and 20 test shapes can be
+drawn; a setting without N such classes is left out (named in evaluation.fewshot_skipped), never
+written as NaN. (Point-BERT fine-tunes on its pickled trials; pcdviz draws its own and keeps the
+backbone frozen, as the linear-SVM protocols of CrossPoint and POS-BERT do.)
 Attention-part alignment: for test shapes with part labels, each head's best-part IoU of its
 last-layer CLS attention (keeping 60% of the mass), averaged over heads, then over shapes.
 The scores go into the card (`scores`) and the protocol details into `evaluation`.
@@ -29,23 +38,31 @@ import torch.nn.functional as F
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.svm import LinearSVC
+from tqdm import tqdm
 
 from pcdviz.attention import AttentionMaps
 from pcdviz.checkpoints import CheckpointError, load_checkpoint, read_card, update_card
+from pcdviz.data import DatasetError
 from pcdviz.ops import farthest_point_sample, index_points
 
 C_GRID = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)   # wide: untrained features are concentrated and need a large C
 FEATURES = ("cls", "cls+max")
 
 
-def open_split(dataset: str, split: str, n_points: int = 2048, per_class: int = 0):
-    """A split of the synthetic shapes or of a dataset by path (pcdviz.data.open_dataset)."""
+FEWSHOT_SETTINGS = ((5, 10), (5, 20), (10, 10), (10, 20))
+FEWSHOT_QUERY = 20
+FEWSHOT_TRIALS = 10
+
+
+def open_split(dataset: str, split: str, n_points: int = 2048, per_class: int = 0, variant: str | None = None,
+               background: str = "keep"):
+    """A split of the synthetic shapes or of a release by path (pcdviz.data.open_dataset, official split)."""
     if dataset == "synthetic":
         from pcdviz.data import SyntheticShapes
         kwargs = {"n_per_class": per_class} if per_class else {}
         return SyntheticShapes(split, n_points=n_points, **kwargs)
     from pcdviz.data import open_dataset
-    return open_dataset(dataset, split, n_points)
+    return open_dataset(dataset, split, n_points, variant=variant, background=background)
 
 
 def model_inputs(points: torch.Tensor, n_points: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,7 +85,8 @@ def extract_features(model, dataset, feature: str = "cls", batch_size: int = 64,
         raise ValueError(f"feature must be one of {FEATURES}, got {feature!r}")
     n_points = model.config.n_points
     feats, labels = [], []
-    for start in range(0, len(dataset), batch_size):
+    for start in tqdm(range(0, len(dataset), batch_size), desc="[eval] features", unit="batch", leave=False,
+                      disable=len(dataset) < 20 * batch_size, mininterval=2.0):
         items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
         points = torch.stack([torch.as_tensor(it["points"], dtype=torch.float32) for it in items])
         x, _ = model_inputs(points, n_points)
@@ -99,27 +117,45 @@ def svm_accuracy(train_x, train_y, test_x, test_y, c_grid=C_GRID, val_fraction: 
     return {"acc": float((clf.predict(test_x) == test_y).mean()), "C": best_c, "val_acc": val_acc}
 
 
-def few_shot(x: np.ndarray, y: np.ndarray, n_way: int, k_shot: int, n_query: int = 20, episodes: int = 10,
-             C: float = 1.0, seed: int = 0) -> tuple[float, float]:
-    """Mean and std accuracy over N-way K-shot episodes drawn from (x, y)."""
-    rng = np.random.default_rng(seed)
-    classes = [c for c in np.unique(y) if (y == c).sum() >= k_shot + n_query]
+def few_shot_trials(train_x, train_y, test_x, test_y, n_way: int, k_shot: int, n_query: int = FEWSHOT_QUERY,
+                    trials: int = FEWSHOT_TRIALS, C: float = 1.0, seed: int = 0) -> tuple[float, float] | str:
+    """Point-BERT's few-shot protocol on frozen features: (mean, std) accuracy over `trials` fixed trials, or
+    the sentence saying why the setting cannot be run. Trial t: N classes, K train + n_query test shapes each."""
+    classes = [c for c in np.unique(train_y) if (train_y == c).sum() >= k_shot and (test_y == c).sum() >= n_query]
     if len(classes) < n_way:
-        n_query = max(1, min(int((y == c).sum()) for c in np.unique(y)) - k_shot)
-        classes = [c for c in np.unique(y) if (y == c).sum() >= k_shot + n_query]
-        if len(classes) < n_way:
-            return float("nan"), float("nan")
+        return (f"only {len(classes)} classes have {k_shot} train and {n_query} test shapes "
+                f"({n_way} are needed)")
     accs = []
-    for _ in range(episodes):
+    for t in range(trials):
+        rng = np.random.default_rng((seed, n_way, k_shot, t))
         chosen = rng.choice(classes, n_way, replace=False)
         sx, sy, qx, qy = [], [], [], []
         for new_label, c in enumerate(chosen):
-            idx = rng.permutation(np.flatnonzero(y == c))[:k_shot + n_query]
-            sx.append(x[idx[:k_shot]]); qx.append(x[idx[k_shot:]])
-            sy += [new_label] * k_shot; qy += [new_label] * (len(idx) - k_shot)
+            s_idx = rng.choice(np.flatnonzero(train_y == c), k_shot, replace=False)
+            q_idx = rng.choice(np.flatnonzero(test_y == c), n_query, replace=False)
+            sx.append(train_x[s_idx]); qx.append(test_x[q_idx])
+            sy += [new_label] * k_shot; qy += [new_label] * n_query
         clf = _fit_svm(np.concatenate(sx), np.asarray(sy), C, seed)
         accs.append(float((clf.predict(np.concatenate(qx)) == np.asarray(qy)).mean()))
     return float(np.mean(accs)), float(np.std(accs))
+
+
+def finite_scores(scores: dict) -> dict:
+    """The scores without any non-finite number (NaN, inf): a score is a number or absent, never bare NaN in JSON."""
+    out = {}
+    for k, v in scores.items():
+        if isinstance(v, dict):
+            out[k] = finite_scores(v)
+        elif not (isinstance(v, float) and not np.isfinite(v)):
+            out[k] = v
+    return out
+
+
+def benchmark_key(dataset: str, info: dict) -> str:
+    """The card's name for an evaluation's data: synthetic, ModelNet40Resampled, ModelNet40H5, ScanObjectNN/PB_T50_RS, ..."""
+    if dataset == "synthetic":
+        return "synthetic"
+    return info["reader"] + (f"/{info['variant']}" if info.get("variant") else "")
 
 
 def part_iou(model, dataset, per_class: int = 5, layer: int = -1) -> dict:
@@ -156,42 +192,58 @@ def part_iou(model, dataset, per_class: int = 5, layer: int = -1) -> dict:
 
 def evaluate(folder, dataset: str = "synthetic", feature: str = "cls+max", episodes: int = 10,
              with_part_iou: bool = True, iou_per_class: int = 5, seed: int = 0, device: str = "cpu",
-             train_per_class: int = 0, test_per_class: int = 0, c_grid=C_GRID, log=print) -> tuple[dict, dict]:
-    """(scores, protocol) of a checkpoint folder; nothing is written."""
+             train_per_class: int = 0, test_per_class: int = 0, c_grid=C_GRID, log=print,
+             variant: str | None = None, background: str = "keep") -> tuple[dict, dict]:
+    """(scores, protocol) of a checkpoint folder; nothing is written. Scores are finite numbers or absent."""
+    from pcdviz.data import dataset_info
     t0 = time.time()
     model, card = load_checkpoint(folder, device=device)
-    train = open_split(dataset, "train", per_class=train_per_class)
-    test = open_split(dataset, "test", per_class=test_per_class)
-    log(f"[eval] {folder}: {len(train)} train / {len(test)} test shapes ({dataset}), feature {feature}")
+    train = open_split(dataset, "train", per_class=train_per_class, variant=variant, background=background)
+    test = open_split(dataset, "test", per_class=test_per_class, variant=variant, background=background)
+    info = {"train": dataset_info(train), "test": dataset_info(test)}
+    log(f"[eval] {folder}: {len(train)} train / {len(test)} test shapes of {info['test']['layout']} "
+        f"({info['train']['split_source']}; {info['test']['split_source']}), feature {feature}")
     train_x, train_y = extract_features(model, train, feature, device=device)
     test_x, test_y = extract_features(model, test, feature, device=device)
     t_feat = time.time() - t0
     svm = svm_accuracy(train_x, train_y, test_x, test_y, c_grid=c_grid, seed=seed)
     scores = {"svm_acc": round(svm["acc"], 4)}
-    for n_way in (5, 10):
-        mean, std = few_shot(test_x, test_y, n_way, 10, episodes=episodes, C=svm["C"], seed=seed)
-        scores[f"fewshot_{n_way}way10shot"] = round(mean, 4)
-        scores[f"fewshot_{n_way}way10shot_std"] = round(std, 4)
+    skipped = {}
+    for n_way, k_shot in FEWSHOT_SETTINGS:
+        name = f"fewshot_{n_way}way{k_shot}shot"
+        result = few_shot_trials(train_x, train_y, test_x, test_y, n_way, k_shot, trials=episodes, C=svm["C"],
+                                 seed=seed)
+        if isinstance(result, str):
+            skipped[name] = result
+        else:
+            scores[name], scores[f"{name}_std"] = round(result[0], 4), round(result[1], 4)
     if with_part_iou:
         scores |= {k: round(v, 4) for k, v in part_iou(model, test, iou_per_class).items()}
-    protocol = {"data": dataset, "n_train": len(train), "n_test": len(test), "feature": feature,
+    protocol = {"data": dataset, "benchmark": benchmark_key(dataset, info["test"]), "n_train": len(train),
+                "n_test": len(test), "train_split": info["train"], "test_split": info["test"], "feature": feature,
                 "input": f"FPS to {model.config.n_points} points", "svm_C": svm["C"],
                 "svm_val_acc": {str(k): round(v, 4) for k, v in svm["val_acc"].items()},
-                "fewshot": f"{episodes} episodes of 20 queries per class on the test split",
+                "fewshot": f"Point-BERT's protocol: {episodes} fixed trials per setting, K support shapes per class "
+                           f"from the train split, {FEWSHOT_QUERY} queries per class from the test split, LinearSVC "
+                           f"(C = {svm['C']:g}) on frozen features",
+                "fewshot_skipped": skipped,
                 "part_iou": f"last layer's CLS maps, each part vs the head's |part| most-attended points, best part per "
                             f"head, mean over heads and {iou_per_class} test shapes per class; corrected = "
                             "(IoU - chance) / (1 - chance), 0 for a random map; part_iou_mass60: the same with "
                             "the head's set = the points holding 60% of its attention mass (DINO's rule)",
                 "seconds": round(time.time() - t0, 1), "feature_seconds": round(t_feat, 1)}
-    return scores, protocol
+    return finite_scores(scores), protocol
 
 
 def format_table(name: str, scores: dict) -> str:
     """The scores as a small text table."""
     rows = [("linear SVM acc", f"{scores['svm_acc'] * 100:.1f}")]
-    for n_way in (5, 10):
-        m, s = scores[f"fewshot_{n_way}way10shot"], scores[f"fewshot_{n_way}way10shot_std"]
-        rows.append((f"{n_way}-way 10-shot", f"{m * 100:.1f} +- {s * 100:.1f}"))
+    for n_way, k_shot in FEWSHOT_SETTINGS:
+        name = f"fewshot_{n_way}way{k_shot}shot"
+        if name in scores:
+            rows.append((f"{n_way}-way {k_shot}-shot", f"{scores[name] * 100:.1f} +- {scores[name + '_std'] * 100:.1f}"))
+        else:
+            rows.append((f"{n_way}-way {k_shot}-shot", "-- (too few shapes per class)"))
     if "part_iou" in scores:
         rows.append(("attention-part IoU", f"{scores['part_iou']:.3f}"))
         rows.append(("  chance-corrected", f"{scores['part_iou_corrected']:.3f} +- {scores['part_iou_corrected_sem']:.3f} (sem)"))
@@ -201,11 +253,40 @@ def format_table(name: str, scores: dict) -> str:
     return "\n".join([name] + [f"  {k:<{width}}  {v}" for k, v in rows])
 
 
+def eval_variants(dataset: str, variant: str | None) -> list[str | None]:
+    """--variant as a list: None (the reader's default), the names given, or every ScanObjectNN variant present."""
+    if not variant:
+        return [None]
+    if variant.strip().lower() != "all":
+        return [v.strip() for v in variant.split(",") if v.strip()]
+    from pcdviz.data.scanobjectnn import VARIANTS, find_scanobjectnn, variant_files
+    found = find_scanobjectnn(dataset)
+    if found is None:
+        raise SystemExit(f"pcdviz eval: --variant all needs a ScanObjectNN release; {dataset} is not one")
+    present = [v for v in VARIANTS if variant_files(found[0], v, "train").is_file()
+               and variant_files(found[0], v, "test").is_file()]
+    return present or [None]
+
+
+def write_scores(folder, scores: dict, protocol: dict) -> None:
+    """The card's scores and evaluation become this evaluation's (no stale key of an earlier data set stays), and
+    benchmarks[<data set>] keeps each data set's own, so ModelNet40 and ScanObjectNN scores live side by side."""
+    key = protocol["benchmark"]
+    update_card(folder, scores=None, evaluation=None)   # update_card merges dicts: clear, then write
+    update_card(folder, scores=scores, evaluation=protocol, benchmarks={key: {"scores": scores, "evaluation": protocol}})
+
+
 def main(argv: list[str] | None = None) -> int:
     """`pcdviz eval CHECKPOINT [...]`: print the table and write the scores into the card."""
     p = argparse.ArgumentParser(prog="pcdviz eval", description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoints", nargs="+", help="checkpoint folder(s)")
-    p.add_argument("--dataset", default="synthetic", help='"synthetic" or a ModelNet40-style h5 folder/path')
+    p.add_argument("--dataset", default="synthetic",
+                   help='"synthetic" or a release by path, detected from its root or a documented sub-path: '
+                        'modelnet40_normal_resampled/, modelnet40_ply_hdf5_2048/, ScanObjectNN h5_files/, ...')
+    p.add_argument("--variant", help="ScanObjectNN: OBJ_BG, OBJ_ONLY, PB_T50_RS, ... or a comma list, or 'all' "
+                                     "(every variant present); ShapeNet: 55 or 34")
+    p.add_argument("--background", default="keep", choices=("keep", "drop"),
+                   help="ScanObjectNN: keep the background points (the benchmark) or drop those its mask marks")
     p.add_argument("--feature", default="cls+max", choices=FEATURES)
     p.add_argument("--c-grid", default=",".join(f"{c:g}" for c in C_GRID),
                    help="comma-separated SVM C values tried on the validation split")
@@ -224,13 +305,19 @@ def main(argv: list[str] | None = None) -> int:
         except CheckpointError as err:
             print(f"pcdviz eval: {err}", file=sys.stderr)
             return 1
-        scores, protocol = evaluate(folder, args.dataset, args.feature, args.episodes, not args.no_part_iou,
-                                    args.iou_per_class, args.seed, args.device,
-                                    args.train_per_class, args.test_per_class,
-                                    tuple(float(c) for c in args.c_grid.split(",")))
-        print(format_table(f"{folder}  (C={protocol['svm_C']}, {protocol['seconds']} s)", scores), flush=True)
-        if not args.no_write:
-            update_card(folder, scores=scores, evaluation=protocol)
+        for variant in eval_variants(args.dataset, args.variant):
+            try:
+                scores, protocol = evaluate(folder, args.dataset, args.feature, args.episodes, not args.no_part_iou,
+                                            args.iou_per_class, args.seed, args.device,
+                                            args.train_per_class, args.test_per_class,
+                                            tuple(float(c) for c in args.c_grid.split(",")),
+                                            variant=variant, background=args.background)
+            except DatasetError as err:
+                print(f"pcdviz eval: {err}", file=sys.stderr)
+                return 1
+            print(format_table(f"{folder}  (C={protocol['svm_C']}, {protocol['seconds']} s)", scores), flush=True)
+            if not args.no_write:
+                write_scores(folder, scores, protocol)
     return 0
 
 
