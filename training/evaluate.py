@@ -108,8 +108,17 @@ def _fit_svm(x: np.ndarray, y: np.ndarray, C: float, seed: int = 0) -> LinearSVC
 
 def svm_accuracy(train_x, train_y, test_x, test_y, c_grid=C_GRID, val_fraction: float = 0.2,
                  seed: int = 0) -> dict:
-    """Linear-SVM test accuracy with C picked on a stratified validation split of the training features."""
-    tr_x, va_x, tr_y, va_y = train_test_split(train_x, train_y, test_size=val_fraction, random_state=seed,
+    """Linear-SVM test accuracy with C picked on a stratified validation split of the training features.
+
+    The validation split holds val_fraction of the shapes and at least one per class; a train split too
+    small for that (a class with one shape) keeps C = 1 and says so in the result (C_note)."""
+    n_classes = len(np.unique(train_y))
+    n_val = max(int(round(val_fraction * len(train_y))), n_classes)
+    if np.bincount(np.unique(train_y, return_inverse=True)[1]).min() < 2 or len(train_y) - n_val < n_classes:
+        clf = _fit_svm(train_x, train_y, 1.0, seed)
+        return {"acc": float((clf.predict(test_x) == test_y).mean()), "C": 1.0, "val_acc": {},
+                "C_note": "train split too small for a validation split with every class; C = 1 unselected"}
+    tr_x, va_x, tr_y, va_y = train_test_split(train_x, train_y, test_size=n_val, random_state=seed,
                                               stratify=train_y)
     val_acc = {C: float((_fit_svm(tr_x, tr_y, C, seed).predict(va_x) == va_y).mean()) for C in c_grid}
     best_c = max(c_grid, key=lambda C: (val_acc[C], -C))   # ties: the stronger regularisation
@@ -223,6 +232,7 @@ def evaluate(folder, dataset: str = "synthetic", feature: str = "cls+max", episo
                 "n_test": len(test), "train_split": info["train"], "test_split": info["test"], "feature": feature,
                 "input": f"FPS to {model.config.n_points} points", "svm_C": svm["C"],
                 "svm_val_acc": {str(k): round(v, 4) for k, v in svm["val_acc"].items()},
+                **({"svm_C_note": svm["C_note"]} if "C_note" in svm else {}),
                 "fewshot": f"Point-BERT's protocol: {episodes} fixed trials per setting, K support shapes per class "
                            f"from the train split, {FEWSHOT_QUERY} queries per class from the test split, LinearSVC "
                            f"(C = {svm['C']:g}) on frozen features",

@@ -185,7 +185,7 @@ def _h5_description(ds: _ArrayDataset, reader: str, layout: str) -> dict:
 
     return {"reader": reader, "layout": layout, "root": str(ds.root), "split": ds.split,
             "split_source": ds.split_source, "n_shapes": len(ds), "n_classes": int(len(np.unique(ds.labels))),
-            "fingerprint": fingerprint([f.name for f in ds.files] + [str(ds.points.shape)], ds.labels)}
+            "fingerprint": fingerprint([f.name for f in ds.files] + [f"{len(ds)} shapes"], ds.labels)}
 
 
 # ----------------------------------------------------------------------------------------------

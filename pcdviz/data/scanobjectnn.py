@@ -112,7 +112,7 @@ class ScanObjectNN(_ArrayDataset):
                 f"(variant {self.variant}, background {self.background})", "root": str(self.root),
                 "split": self.split, "split_source": f"official: {self.path.name}", "variant": self.variant,
                 "n_shapes": len(self), "n_classes": int(len(np.unique(self.labels))),
-                "fingerprint": fingerprint([f"{self.path.parent.name}/{self.path.name}", self.points.shape], self.labels)}
+                "fingerprint": fingerprint([f"{self.path.parent.name}/{self.path.name}", f"{len(self)} shapes"], self.labels)}
 
 
 def _drop_background(points: np.ndarray, mask: np.ndarray, n: int, path: Path) -> np.ndarray:
