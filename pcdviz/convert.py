@@ -132,8 +132,8 @@ def detect_kind(obj) -> str:
         keys = set(_unwrap_module(obj["base_model"]))
         if any(k.startswith("MAE_encoder.") for k in keys):
             return "point-mae-pretrain"
-        if "reduce_dim.weight" in keys:
-            return "point-bert"
+        if "reduce_dim.weight" in keys or "transformer_q.reduce_dim.weight" in keys:
+            return "point-bert"  # fine-tuned, or the pre-training file (MoCo's query network transformer_q)
         if "encoder.first_conv.0.weight" in keys:
             metrics = obj.get("metrics")
             return "act" if isinstance(metrics, dict) and "acc_avg" in metrics else "point-mae"
@@ -200,12 +200,19 @@ def _depth(state: dict, src: str) -> int:
 
 
 def _groups_of_keys(keys) -> list[str]:
-    """Key prefixes (up to the first number or two levels) with counts: a readable summary for the card."""
+    """Key prefixes with counts, a readable summary for the card: modules up to their first block number
+    ("blocks.blocks.*"), a module's own parameters under the module ("pos_embed.*"), bare tensors by name."""
+    params = {"weight", "bias", "running_mean", "running_var", "num_batches_tracked", "weight_g", "weight_v"}
     counts: dict[str, int] = {}
     for k in keys:
         parts = k.split(".")
-        cut = next((i for i, p in enumerate(parts) if p.isdigit()), min(2, len(parts) - 1))
-        p = ".".join(parts[:max(cut, 1)]) + (".*" if len(parts) > 1 else "")
+        digit = next((i for i, p in enumerate(parts) if p.isdigit()), None)
+        if digit is not None:
+            p = ".".join(parts[:max(digit, 1)]) + ".*"
+        elif len(parts) > 1 and parts[-1] in params:
+            p = ".".join(parts[:-1]) + ".*"
+        else:
+            p = k
         counts[p] = counts.get(p, 0) + 1
     return [f"{p} ({n})" for p, n in sorted(counts.items())]
 
@@ -214,9 +221,12 @@ def _groups_of_keys(keys) -> list[str]:
 
 
 def convert_point_mae(obj: dict, kind: str, heads: int | None, n_groups: int | None, group_size: int | None) -> Conversion:
-    """Point-MAE / ACT / Point-BERT fine-tune models and Point-MAE's pre-training encoder."""
+    """Point-MAE / ACT / Point-BERT fine-tune models and Point-MAE's and Point-BERT's pre-training encoders."""
     full = _unwrap_module(obj["base_model"])
-    prefix = "MAE_encoder." if kind == "point-mae-pretrain" else ""
+    # Point-MAE pre-training keeps its encoder under MAE_encoder.; Point-BERT's under transformer_q. (the MoCo
+    # query network, which Point-BERT's own fine-tune loader takes, less its cls_head)
+    prefix = ("MAE_encoder." if kind == "point-mae-pretrain" else
+              "transformer_q." if "transformer_q.reduce_dim.weight" in full else "")
     s = _strip(full, prefix)
     d = _PEER_DEFAULTS[kind]
     first0, first3 = _linear(s, "encoder.first_conv.0", bn="encoder.first_conv.1"), _linear(s, "encoder.first_conv.3")
@@ -250,9 +260,13 @@ def convert_point_mae(obj: dict, kind: str, heads: int | None, n_groups: int | N
         _copy(out, s, "cls_pos", "cls_pos")
     out.update(_blocks(s, "blocks.blocks.", depth, qkv_bias=False))
     _put(out, "norm", (_t(s, "norm.weight"), _t(s, "norm.bias")))
-    kept = [k for k in full if k.startswith(prefix) and not k[len(prefix):].startswith("cls_head_finetune.")]
+    not_backbone = ("cls_head_finetune.", "cls_head.", "lm_head.", "mask_token")
+    kept = [k for k in full if k.startswith(prefix) and not k[len(prefix):].startswith(not_backbone)]
     conv = Conversion(kind, config, out, kept=_groups_of_keys(kept),
                       dropped=_groups_of_keys(k for k in full if k not in set(kept)))
+    if prefix == "transformer_q.":
+        conv.notes.append("Point-BERT pre-training checkpoint: the MoCo query network (transformer_q), as "
+                          "Point-BERT's fine-tune loader takes it")
     conv.notes.append("BatchNorm folded into the linear layer before it (eval-mode statistics); qkv bias zeros"
                       + ("; no CLS token: the global feature is the mean patch token" if not has_cls else ""))
     return conv
