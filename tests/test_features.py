@@ -1,0 +1,72 @@
+"""Patch-feature views: PCA colours fitted jointly, and patch correspondence by cosine similarity."""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pcdviz.attention import AttentionMaps
+from pcdviz.checkpoints import load_checkpoint
+from pcdviz.data.synthetic import make_shape
+from pcdviz.features import patch_similarity, pca_basis, pca_colours
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def dwc():
+    model, _ = load_checkpoint(REPO / "checkpoints" / "dwc-tiny")
+    model.config = replace(model.config, fps_start="geometric")  # centres that do not follow the point order
+    return model
+
+
+def _points(category: str, seed: int) -> np.ndarray:
+    return make_shape(category, seed=seed, n_points=1024).points.astype(np.float32)
+
+
+def test_pca_colours_do_not_depend_on_point_order(dwc):
+    pts = _points("chair", 0)
+    perm = np.random.default_rng(1).permutation(len(pts))
+    a, b = AttentionMaps.from_model(dwc, pts), AttentionMaps.from_model(dwc, pts[perm])
+    basis_a, basis_b = pca_basis([a.patch_tokens]), pca_basis([b.patch_tokens])
+    np.testing.assert_allclose(basis_a.components, basis_b.components, atol=1e-6)  # same directions, same signs
+    rgb_a = np.stack([a.to_points(c) for c in pca_colours(a.patch_tokens, basis_a).T], 1)
+    rgb_b = np.stack([b.to_points(c) for c in pca_colours(b.patch_tokens, basis_b).T], 1)
+    np.testing.assert_allclose(rgb_b, rgb_a[perm], atol=1e-4)  # every point keeps its colour
+
+
+def test_sign_is_fixed_by_the_basis_and_one_colour_is_one_direction(dwc):
+    chair, bench = (AttentionMaps.from_model(dwc, _points(c, 2)).patch_tokens for c in ("chair", "table"))
+    basis = pca_basis([chair, bench])
+    comps = basis.components
+    assert np.allclose(np.linalg.norm(comps, axis=1), 1) and np.all(comps[np.arange(3), np.abs(comps).argmax(1)] > 0)
+    flipped = pca_basis([-chair, -bench])  # data mirrored: the basis flips with it, colours follow the data
+    np.testing.assert_allclose(flipped.components, comps, atol=1e-6)
+    # fitted jointly, the same token gets the same colour whichever panel it is in
+    both = pca_basis([chair, chair.copy(), bench])
+    np.testing.assert_array_equal(pca_colours(chair, both), pca_colours(chair.copy(), both))
+    rgb = pca_colours(bench, both)
+    assert rgb.shape == (len(bench), 3) and rgb.min() >= 0 and rgb.max() <= 1 and rgb.std(0).max() > 0.1
+    dropped = pca_basis([chair, bench], drop_first=True)
+    np.testing.assert_allclose(np.abs(dropped.components[0] @ comps[1]), 1, atol=1e-6)  # component 2 first
+
+
+def test_correspondence_of_a_cloud_with_itself_is_the_identity(dwc):
+    tokens = AttentionMaps.from_model(dwc, _points("lamp", 3)).patch_tokens
+    for q in range(len(tokens)):
+        s = patch_similarity(tokens, q, tokens)
+        assert s.best == q and s.mutual and abs(s.values[q] - 1) < 1e-5
+
+
+def test_correspondence_between_two_chairs_is_mostly_mutual_and_checked(dwc):
+    a, b = (AttentionMaps.from_model(dwc, _points("chair", s)).patch_tokens for s in (4, 5))
+    sims = [patch_similarity(a, q, b) for q in range(len(a))]
+    for s in sims:
+        assert s.values.shape == (len(b),) and s.values.max() == s.values[s.best]
+        assert s.mutual == (s.back == sims.index(s))
+    with pytest.raises(IndexError):
+        patch_similarity(a, len(a), b)
+    with pytest.raises(ValueError, match="one width"):
+        patch_similarity(a, 0, b[:, :10])
