@@ -386,15 +386,13 @@ def _quiet_worker(_worker_id: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
-def stop_loader(iterator, now: bool = False) -> None:
-    """Shut a DataLoader iterator's workers down. Workers ignore SIGTERM (_quiet_worker), so one still
-    alive after the shutdown (or at once with now=True, when the run is failing) gets SIGKILL: otherwise
-    multiprocessing's exit handler waits for it forever and the run hangs instead of exiting."""
+def stop_loader(iterator) -> None:
+    """Shut a DataLoader iterator's workers down now (not when the iterator is garbage-collected, which an
+    exception's traceback can delay past exit). Workers ignore SIGTERM (_quiet_worker), so one still alive
+    after the loader's own shutdown gets SIGKILL: otherwise multiprocessing's exit handler would wait for
+    it forever and a failing run would hang instead of exiting. (Killing first would trip the loader's
+    SIGCHLD handler, which turns a worker's death into an error in the main process.)"""
     workers = list(getattr(iterator, "_workers", []))
-    if now:
-        for w in workers:
-            if w.is_alive():
-                w.kill()
     shutdown = getattr(iterator, "_shutdown_workers", None)
     try:
         if shutdown is not None:
@@ -587,18 +585,30 @@ def threading_main() -> bool:
 # --------------------------------------------------------------------------- command line
 
 
+PAPER_ROUTE = """the paper's pipeline (ShapeNet-55 pre-training, ModelNet40 linear SVM), on one GPU:
+  pcdviz train --recipe paper --dataset data/ShapeNet55-34 --out runs/paper
+  pcdviz eval runs/paper/checkpoint --dataset data/ModelNet/modelnet40_normal_resampled --no-part-iou
+on 8 GPUs of one machine (same total batch as 8 x 64 on one; the contrast and head_bn span all ranks):
+  torchrun --standalone --nproc_per_node 8 -m training.train --recipe paper --dataset data/ShapeNet55-34 --out runs/paper
+--dataset takes a release's root or any documented sub-path (ShapeNet55-34/, shapenet_pc/, ShapeNet-55/;
+modelnet40_normal_resampled/, modelnet40_ply_hdf5_2048/; ScanObjectNN h5_files/, main_split/ with
+--set dataset_variant=PB_T50_RS); each is read with its official split (README: Training).
+"""
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     """The command line: a recipe, a few common overrides, any setting by --set key=value."""
     p = argparse.ArgumentParser(prog="pcdviz train", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="settings (--set): " + ", ".join(f.name for f in dataclasses.fields(TrainConfig))
-                                + ", model.<PointViTConfig field>")
+                                epilog=PAPER_ROUTE + "\nsettings (--set): "
+                                + ", ".join(f.name for f in dataclasses.fields(TrainConfig)) + ", model.<PointViTConfig field>")
     p.add_argument("--recipe", help="named recipe in training/configs (tiny-cpu, paper) or a JSON file; default tiny-cpu")
     p.add_argument("--method", choices=METHODS, help="dino+contrast (full method) or dino (distillation only)")
     p.add_argument("--out", help="run folder (state, metrics.csv, checkpoint/)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int, help="shapes per process and step")
-    p.add_argument("--dataset", help='"synthetic" or a path (ModelNet40/ShapeNetPart/ScanObjectNN h5, a folder)')
+    p.add_argument("--dataset", help='"synthetic" or a release by path: ShapeNet55-34/ (ShapeNet-55), ModelNet40, '
+                                     'ScanObjectNN, ShapeNetPart, or a folder of class folders')
     p.add_argument("--seed", type=int)
     p.add_argument("--num-workers", type=int)
     p.add_argument("--max-steps", type=int, help="stop after this global step, state saved (resume later)")
@@ -897,7 +907,7 @@ def main(argv: list[str] | None = None) -> int:
                     stopped_by = stop_signal
                     break
         finally:
-            stop_loader(batches_iter, now=failed)
+            stop_loader(batches_iter)
     bar.close()
     if failed:
         if world > 1 and dist.is_initialized():

@@ -2,8 +2,8 @@
 
     modelnet40_normal_resampled/
       modelnet40_shape_names.txt        40 class names, one per line (their order is the label)
-      modelnet40_train.txt              9,843 shape ids such as airplane_0001
-      modelnet40_test.txt               2,468 shape ids
+      modelnet40_train.txt              shape ids such as airplane_0001, one per line
+      modelnet40_test.txt               shape ids of the test split
       airplane/airplane_0001.txt        10,000 lines "x,y,z,nx,ny,nz"
       ...
 

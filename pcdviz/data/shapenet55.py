@@ -3,8 +3,8 @@
 The release (ShapeNet55-34.zip) unpacks to
 
     ShapeNet55-34/
-      shapenet_pc/            <synset>-<model id>.npy, one (8192, 3) float32 array per shape (52,470 files)
-      ShapeNet-55/            train.txt (41,952 lines), test.txt (10,518): file names, one per line
+      shapenet_pc/            <synset>-<model id>.npy, one (8192, 3) float32 array per shape
+      ShapeNet-55/            train.txt, test.txt: file names, one per line
       ShapeNet-34/            train.txt, test.txt (the 34 seen classes)
 
 The class of a shape is the synset id before the first "-" of its file name; classes are numbered
