@@ -388,3 +388,123 @@ def test_open_dataset_dispatch(modelnet, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError, match="no known data set layout"):
         open_dataset(str(tmp_path / "empty"), "train", 16)
+
+
+# ----------------------------------------------------------------------------------------------
+# the releases the field pre-trains and evaluates on (tests/layouts.py writes them)
+
+def test_shapenet55_reader_official_lists_labels_and_sub_paths(tmp_path):
+    import layouts
+    from pcdviz.data import ShapeNet55, dataset_info
+    root = layouts.write_shapenet55(tmp_path / "data", train_per_class=3, test_per_class=2, n_points=1024,
+                                    with_34=True)
+    train = ShapeNet55(root, "train", 256)
+    names = (root / "ShapeNet-55" / "train.txt").read_text().split()
+    assert train.names == names and len(train) == 18 and train.class_names == sorted(layouts.SYNSETS)
+    assert [train.class_names[lab] for lab in train.labels] == [n.split("-")[0] for n in names]
+    item = train[4]
+    assert item["points"].shape == (256, 3) and item["points"].dtype == np.float32
+    assert abs(np.linalg.norm(item["points"], axis=1).max() - 1) < 1e-5           # Point-BERT's pc_norm
+    np.testing.assert_array_equal(item["points"], ShapeNet55(root, "train", 256)[4]["points"])   # fixed subset
+    raw = np.load(root / "shapenet_pc" / names[4])
+    first = ShapeNet55(root, "train", 256, sample="first", normalize=False)[4]["points"]
+    np.testing.assert_array_equal(first, raw[:256])
+    assert len(ShapeNet55(root, "test", 256)) == 12
+    for path in (tmp_path, tmp_path / "data", root, root / "shapenet_pc", root / "ShapeNet-55"):
+        assert dataset_info(open_dataset(str(path), "train", 128))["fingerprint"] == dataset_info(train)["fingerprint"]
+    s34 = open_dataset(str(root / "ShapeNet-34"), "train", 128)
+    assert len(s34) == 12 and dataset_info(s34)["split_source"] == "official: ShapeNet-34/train.txt"
+    assert len(ShapeNet55(root, "train", 128, variant="34")) == 12
+    with pytest.raises(DatasetError, match="train and test splits"):
+        ShapeNet55(root, "val")
+    (root / "shapenet_pc" / names[0]).unlink()
+    with pytest.raises(DatasetError, match=f"lists 1 file\\(s\\) not in .*{names[0]}"):
+        ShapeNet55(root, "train")
+    np.save(root / "shapenet_pc" / names[0], np.zeros((5, 2), np.float32))
+    with pytest.raises(DatasetError, match=r"expected an \(N, 3\) float array"):
+        ShapeNet55(root, "train", 128)[0]
+
+
+def test_modelnet40_normal_resampled_reader(tmp_path):
+    import layouts
+    from pcdviz.data import ModelNet40Resampled
+    root = layouts.write_modelnet_resampled(tmp_path / "data" / "ModelNet", train_per_class=3, test_per_class=2,
+                                            n_lines=300)
+    ds = ModelNet40Resampled(root, "train", 128, normals=True)
+    assert len(ds) == 15 and ds.class_names[:2] == ["airplane", "bathtub"]
+    assert ds.ids[3] == "bathtub_0001" and ds.labels[3] == 1
+    item = ds[3]
+    assert item["points"].shape == (128, 3) and item["normals"].shape == (128, 3)
+    raw = np.loadtxt(root / "bathtub" / "bathtub_0001.txt", delimiter=",", dtype=np.float32)
+    first = ModelNet40Resampled(root, "train", 100, sample="first", normalize=False)[3]["points"]
+    np.testing.assert_array_equal(first, raw[:100, :3])
+    assert len(ModelNet40Resampled(tmp_path, "test", 64)) == 10                 # from data/ModelNet/ above it
+    (root / "bed" / "bed_0002.txt").write_text("1,2,3,0,0,1\nnot,a,number\n")
+    bad = ModelNet40Resampled(root, "train", 64)
+    with pytest.raises(DatasetError, match="bed_0002.txt: not comma-separated"):
+        bad[bad.ids.index("bed_0002")]
+    (root / "bed" / "bed_0001.txt").unlink()
+    with pytest.raises(DatasetError, match="without a file, e.g. bed/bed_0001.txt"):
+        ModelNet40Resampled(root, "train")
+
+
+def test_scanobjectnn_release_variants_and_background_mask(tmp_path):
+    import layouts
+    from pcdviz.data import ScanObjectNN
+    base = layouts.write_scanobjectnn(tmp_path / "data" / "ScanObjectNN",
+                                      sizes={"OBJ_BG": (6, 3), "OBJ_ONLY": (5, 2), "PB_T50_RS": (8, 4)})
+    assert ScanObjectNN(base, "train").variant == "PB_T50_RS" and len(ScanObjectNN(base, "train")) == 8
+    assert len(ScanObjectNN(tmp_path, "test", variant="OBJ_BG")) == 3
+    nobg = ScanObjectNN(base / "main_split_nobg", "train")
+    assert nobg.variant == "OBJ_ONLY" and len(nobg) == 5
+    bg = ScanObjectNN(base, "train", 2048, variant="OBJ_BG", normalize=False)
+    with h5py.File(base / "main_split" / "training_objectdataset.h5") as f:
+        raw, mask = f["data"][:], f["mask"][:]
+    item = bg[2]
+    np.testing.assert_array_equal(item["object_mask"], mask[2] != -1)
+    assert item["object_mask"].sum() == 1536
+    dropped = ScanObjectNN(base, "train", 512, variant="OBJ_BG", background="drop", normalize=False)
+    obj = {tuple(p) for p in raw[2][mask[2] != -1]}
+    assert dropped[2]["points"].shape == (512, 3) and all(tuple(p) in obj for p in dropped[2]["points"])
+    assert "object_mask" not in dropped[2]
+    with pytest.raises(DatasetError, match="variant must be one of"):
+        ScanObjectNN(base, "train", variant="PB_T99")
+    (base / "main_split" / "test_objectdataset_augmentedrot_scale75.h5").unlink()
+    with pytest.raises(DatasetError, match="variant PB_T50_RS needs test_objectdataset_augmentedrot_scale75.h5"):
+        ScanObjectNN(base, "test", variant="PB_T50_RS")
+
+
+def test_bounded_cache_stays_within_its_bytes_and_folder_reader_uses_it(tmp_path):
+    from pcdviz.data import BoundedCache
+    cache = BoundedCache(1000)
+    for i in range(20):
+        cache.put(i, np.zeros(30, np.float32))          # 120 bytes each
+        assert cache.nbytes <= 1000
+    assert len(cache) == 8 and 19 in cache and 0 not in cache
+    cache.get(12)
+    cache.put(20, np.zeros(30, np.float32))
+    assert 12 in cache and 13 not in cache            # least recently used goes first
+    cache.put("big", np.zeros(1000, np.float32))      # larger than the bound: not kept
+    assert "big" not in cache
+    rng = np.random.default_rng(0)
+    for cls in ("a", "b"):
+        (tmp_path / cls).mkdir()
+        for i in range(6):
+            np.savetxt(tmp_path / cls / f"{i}.xyz", rng.normal(size=(200, 3)), fmt="%.4f")
+    ds = PointCloudFolder(tmp_path, n_points=128, cache_mb=4 * 128 * 12 / 2**20)   # room for 4 shapes
+    for i in range(len(ds)):
+        ds[i]
+    assert len(ds._cache) == 4 and ds._cache.nbytes == 4 * 128 * 12
+    assert ds.describe()["split_source"] == "none: every file"
+    assert PointCloudFolder(tmp_path, 128, split="train").describe()["split_source"].startswith("hash split")
+
+
+def test_release_folders_with_missing_files_are_named_not_guessed(tmp_path):
+    (tmp_path / "main_split" / "x").mkdir(parents=True)
+    with pytest.raises(DatasetError, match="'main_split' is the name of a release folder"):
+        open_dataset(str(tmp_path / "main_split"), "train")
+    (tmp_path / "modelnet40_normal_resampled" / "airplane").mkdir(parents=True)
+    with pytest.raises(DatasetError, match="matches no known data set layout"):
+        open_dataset(str(tmp_path / "modelnet40_normal_resampled"), "train")
+    with pytest.raises(DatasetError, match="a variant"):   # tmp_path itself reads as class folders: no variants
+        open_dataset(str(tmp_path), "train", variant="OBJ_BG")

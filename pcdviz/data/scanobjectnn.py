@@ -39,7 +39,8 @@ def find_scanobjectnn(path) -> tuple[Path, str | None] | None:
     path = Path(path).expanduser()
     if path.name in SPLIT_FOLDERS and path.is_dir() and any(path.glob("*_objectdataset*.h5")):
         return path.parent, path.name
-    for d in (path, path / "h5_files", path / "ScanObjectNN", path / "data" / "ScanObjectNN"):
+    for d in (path, path / "h5_files", path / "ScanObjectNN", path / "ScanObjectNN" / "h5_files",
+              path / "data" / "ScanObjectNN", path / "data" / "ScanObjectNN" / "h5_files"):
         if any((d / s).is_dir() and any((d / s).glob("*_objectdataset*.h5")) for s in SPLIT_FOLDERS):
             return d, None
     return None
