@@ -43,9 +43,10 @@ from pcdviz.model import DINOHead, PointViT, preset
 from training.crops import CropConfig, multi_crop
 from training.distributed import convert_global_batchnorm, mean_over_ranks
 from training.losses import ContrastiveLoss, DistillationLoss, collapse_warning, entropy
+from training.patch_objective import IBOT, add_patch_term, build_patch_student
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-METHODS = ("dino+contrast", "dino")
+METHODS = ("dino+contrast", "dino", IBOT)   # IBOT: + masked patch-token distillation
 
 
 # --------------------------------------------------------------------------- config
@@ -97,6 +98,10 @@ class TrainConfig:
     contrast_weight: float = 1.0
     contrast_scale: float = 64.0
     contrast_score: str = "prob"             # "prob" | "cosine" (see losses.ContrastiveLoss)
+    patch_weight: float = 1.0                # method dino+contrast+ibot only (training/patch_objective.py): the
+    patch_out_dim: int = 512                 #   masked patch term's weight, its head's prototypes, and the share
+    mask_ratio_min: float = 0.1              #   of a global crop's patch tokens masked, U(min, max) per shape
+    mask_ratio_max: float = 0.5
     # data
     dataset: str = "synthetic"               # "synthetic" or a release's path (ShapeNet55-34/, ...) for pcdviz.data.open_dataset
     dataset_variant: str = ""                # ShapeNet "55" | "34"; ScanObjectNN OBJ_BG | OBJ_ONLY | PB_T50_RS; "" = the reader's default
@@ -244,6 +249,8 @@ def build_student(cfg: TrainConfig) -> MultiCropNet:
     head = DINOHead(backbone.embed_dim, cfg.out_dim, hidden_dim=cfg.head_hidden,
                     bottleneck_dim=cfg.head_bottleneck, n_layers=cfg.head_layers,
                     norm_last_layer=cfg.norm_last_layer, use_bn=cfg.head_bn)
+    if cfg.method == IBOT:   # + a patch head and a mask token (training/patch_objective.py)
+        return build_patch_student(backbone, head, cfg)
     return MultiCropNet(backbone, head)
 
 
@@ -827,6 +834,8 @@ def main(argv: list[str] | None = None) -> int:
                         teacher_logits = teacher(views[:cfg.n_global]).float()
                     student_logits = model(views).float()
                 losses = step_loss(cfg, student_logits, teacher_logits, tau_t, distill_loss, contrast_loss, world)
+                if cfg.method == IBOT:   # masked patch-token distillation (training/patch_objective.py)
+                    add_patch_term(losses, student, teacher, tau_t, cfg)
                 loss, distill, contrast, targets = losses["loss"], losses["distill"], losses["contrast"], losses["targets"]
                 bad = ~torch.isfinite(loss.detach())
                 if world > 1:   # every rank must take the same branch
