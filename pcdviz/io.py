@@ -230,8 +230,13 @@ def normalize(points: np.ndarray) -> np.ndarray:
     return p.astype(np.float32)
 
 
-def resample(points: np.ndarray, n: int, method: str = "fps", seed: int = 0) -> np.ndarray:
-    """Indices (n,) int64 of n points: farthest point sampling (start index 0) or random; n > N repeats."""
+def resample(points: np.ndarray, n: int, method: str = "fps", seed: int = 0, start: str = "index0") -> np.ndarray:
+    """Indices (n,) int64 of n points: farthest point sampling or random; n > N repeats points.
+
+    start (FPS only): "index0" starts at the first point (training and the field's code), "geometric" at the
+    point farthest from the centroid (pcdviz.ops.FPS_STARTS), so a permutation of the points gives the same
+    points. With n > N every point is taken and the extra n - N follow: index0 cycles in the file's order,
+    geometric in FPS order (so which points repeat does not depend on the file's order either)."""
     pts = np.asarray(points)
     if pts.ndim != 2 or pts.shape[0] == 0:
         raise ValueError(f"resample expects a non-empty (N, 3) array, got shape {pts.shape}")
@@ -245,9 +250,13 @@ def resample(points: np.ndarray, n: int, method: str = "fps", seed: int = 0) -> 
         return np.concatenate([rng.permutation(N), rng.integers(0, N, n - N)]).astype(np.int64)
     if method != "fps":
         raise ValueError(f"resample method must be 'fps' or 'random', got {method!r}")
+    if start not in ("index0", "geometric"):
+        raise ValueError(f"resample start must be 'index0' or 'geometric', got {start!r}")
+    xyz = np.ascontiguousarray(pts[:, :3], dtype=np.float32)
     if n >= N:  # every point, then cycle through them again
-        return np.resize(np.arange(N, dtype=np.int64), n)
-    return _farthest_point_indices(np.ascontiguousarray(pts[:, :3], dtype=np.float32), n)
+        order = np.arange(N, dtype=np.int64) if start == "index0" else _farthest_point_indices(xyz, N, start)
+        return np.resize(order, n)
+    return _farthest_point_indices(xyz, n, start)
 
 
 def decimate_for_display(points: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
@@ -1827,10 +1836,10 @@ def _finish(raw: _Raw, name: str, max_points: int, decimate_to: int | None, seed
 # ---------------------------------------------------------------------------------------------
 # Farthest point sampling
 
-def _farthest_point_indices(points: np.ndarray, n: int) -> np.ndarray:
-    """FPS indices (n,) int64 starting at index 0, by pcdviz.ops, which picks the fastest backend (on CPU
+def _farthest_point_indices(points: np.ndarray, n: int, start: str = "index0") -> np.ndarray:
+    """FPS indices (n,) int64 from `start` (see resample), by pcdviz.ops, which picks the fastest backend (on CPU
     fpsample's QuickFPS from 128 samples up: ~10x faster than vanilla FPS for 100k -> 1024 points)."""
     import torch
     from pcdviz.ops import farthest_point_sample
-    idx = farthest_point_sample(torch.from_numpy(points).unsqueeze(0), n)[0]
+    idx = farthest_point_sample(torch.from_numpy(points).unsqueeze(0), n, start=start)[0]
     return idx.numpy().astype(np.int64)
