@@ -14,6 +14,7 @@ import math
 import os
 import stat
 import time
+from dataclasses import replace
 from pathlib import Path
 
 # Set before Gradio is imported anywhere in this process: no telemetry, no version check.
@@ -27,11 +28,16 @@ os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", str(10**12))
 from pcdviz.explorer import (  # noqa: E402
     COLOR_RANGES,
     COLORSCALES,
+    DEFAULT_PATCHINGS,
+    FPS_STARTS,
     FUSIONS,
     MAX_COMPARE,
     MAX_UPLOAD_BYTES,
     MODES,
+    PATCHINGS_MAX,
     SHAPE_POINTS,
+    UNITS,
+    UP_AXES,
     Explorer,
     ExplorerError,
     LoadedCloud,
@@ -138,7 +144,33 @@ APP_JS = r"""
   }
   // gr.Plot may replace the plot element or drop its listeners on an update: bind again whenever the
   // page changes, and on a timer as a safety net (bind() is a no-op when our listeners are in place).
-  function scan() { document.querySelectorAll(PLOT + ' .js-plotly-plot').forEach(bind); }
+  function scan() {
+    document.querySelectorAll(PLOT + ' .js-plotly-plot').forEach(bind);
+    // the compare list never offers the checkpoint already shown (hiding it here needs no server update)
+    const ck = document.querySelector('#pcd-checkpoint input');
+    if (ck) document.querySelectorAll('#pcd-compare label').forEach(l => {
+      const hide = l.innerText.trim() === ck.value;
+      if ((l.style.display === 'none') !== hide) l.style.display = hide ? 'none' : '';
+    });
+  }
+  // A file the upload box will refuse (type or size) never reaches the server: say so in the status line,
+  // through a hidden textbox, so the status does not keep an earlier file's message.
+  const RULES = __PCD_UPLOAD_RULES__;
+  function checkFiles(files) {
+    for (const f of Array.from(files || [])) {
+      const dot = f.name.lastIndexOf('.');
+      const ext = dot >= 0 ? f.name.slice(dot).toLowerCase() : '';
+      const why = !RULES.exts.includes(ext) ? 'type' : (f.size > RULES.max ? 'size' : null);
+      if (why) setBox('pcd-rejected', JSON.stringify({name: f.name, why: why,
+                                                      limit_mb: Math.floor(RULES.max / 1048576), t: Date.now()}));
+    }
+  }
+  document.addEventListener('change', e => {
+    if (e.target && e.target.type === 'file' && e.target.closest('#pcd-upload')) checkFiles(e.target.files);
+  }, true);
+  document.addEventListener('drop', e => {
+    if (e.target && e.target.closest && e.target.closest('#pcd-upload')) checkFiles(e.dataTransfer && e.dataTransfer.files);
+  }, true);
   window.addEventListener('pointerup', e => {
     const h = window.__pcdPressed;
     window.__pcdPressed = null;
@@ -207,9 +239,10 @@ def build_app(explorer: Explorer | None = None, checkpoints_dir: str | Path = "c
             return wrapper
         return deco
 
-    def settings(mode, layer, head, query, keep, crop_ratio, point_size, colorscale, color_range, show_centers, camera):
+    def settings(mode, layer, head, query, keep, crop_ratio, point_size, colorscale, color_range, show_centers, camera,
+                 units="uniform", up="auto", fps_start="geometric", patchings=DEFAULT_PATCHINGS):
         return ViewSettings.parse(mode, layer, head, query, keep, crop_ratio, point_size, colorscale, color_range,
-                                  show_centers, camera)
+                                  show_centers, camera, units, up, fps_start, patchings)
 
     def draw(cloud_id, checkpoint, compare, s: ViewSettings) -> tuple[View, str]:
         t0 = time.perf_counter()
@@ -220,12 +253,14 @@ def build_app(explorer: Explorer | None = None, checkpoints_dir: str | Path = "c
                    fill_width=True) as demo:
         gr.Markdown("## pcdviz · what a self-supervised point transformer attends to\n"
                     "Pick a checkpoint and a cloud; colours are attention from the CLS token (or a query patch) to "
-                    "each patch, projected to the points. Click a point to make its patch the query.")
+                    "each patch, projected to the points, as a multiple of uniform (1 = every patch alike). "
+                    "Click a point to make its patch the query.")
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=300):
                 checkpoint = gr.Dropdown([(n, n) for n in names] + [(f"{b} (unusable)", b) for b in broken],
                                          value=ckpt0, label="Checkpoint", elem_id="pcd-checkpoint")
                 card = gr.Markdown(ex.checkpoint_card_markdown(ckpt0), label="model card", elem_id="pcd-card")
+                # the page hides the checkpoint already shown from this list (APP_JS): no per-switch update
                 compare = gr.CheckboxGroup(names, value=[], label=f"Compare with (up to {MAX_COMPARE - 1} more)",
                                            elem_id="pcd-compare")
                 with gr.Tabs():
@@ -247,6 +282,14 @@ def build_app(explorer: Explorer | None = None, checkpoints_dir: str | Path = "c
                             h5_index = gr.Number(0, precision=0, minimum=0, label="HDF5 index")
                 cloud_info = gr.Markdown(ex.cloud_info_markdown(cloud0, ckpt0), label="cloud info",
                                          elem_id="pcd-cloud-info")
+                with gr.Accordion("Sampling and orientation", open=False):
+                    up = gr.Radio(list(UP_AXES), value="auto", label="Up axis (auto: the format's convention)",
+                                  elem_id="pcd-up")
+                    fps_start = gr.Radio([(f"{k}: {v}", k) for k, v in FPS_STARTS.items()], value="geometric",
+                                         label="Farthest point sampling starts at", elem_id="pcd-fps-start")
+                    patchings = gr.Slider(1, PATCHINGS_MAX, value=DEFAULT_PATCHINGS, step=1,
+                                          label="Average over patchings (1 = off; each is one forward pass)",
+                                          elem_id="pcd-patchings")
             with gr.Column(scale=3):
                 with gr.Row():
                     mode = gr.Radio([(label, value) for value, label in MODES.items()], value="cls", label="View",
@@ -267,8 +310,10 @@ def build_app(explorer: Explorer | None = None, checkpoints_dir: str | Path = "c
                     with gr.Row():
                         point_size = gr.Slider(0, 10, value=0, step=0.5, label="Point size (0 = automatic)")
                         colorscale = gr.Dropdown(list(COLORSCALES), value="Viridis", label="Colour scale")
-                        color_range = gr.Radio([(v, k) for k, v in COLOR_RANGES.items()], value="minmax",
-                                               label="Colour range")
+                        units = gr.Radio([(v, k) for k, v in UNITS.items()], value="uniform", label="Colours show",
+                                         elem_id="pcd-units")
+                        color_range = gr.Radio([(v, k) for k, v in COLOR_RANGES.items()], value="auto",
+                                               label="Colour range", elem_id="pcd-color-range")
                         show_centers = gr.Checkbox(False, label="Show patch centres")
                 with gr.Accordion("Export what is on screen", open=False):
                     with gr.Row():
@@ -280,23 +325,57 @@ def build_app(explorer: Explorer | None = None, checkpoints_dir: str | Path = "c
         cloud_id = gr.Textbox(cloud0.cloud_id, visible="hidden", label="cloud id", elem_id="pcd-cloud-id")
         click = gr.Textbox("", visible="hidden", label="clicked point", elem_id="pcd-click")
         camera = gr.Textbox("", visible="hidden", label="camera", elem_id="pcd-camera")
+        rejected = gr.Textbox("", visible="hidden", label="file the page refused", elem_id="pcd-rejected")
 
         view_inputs = [checkpoint, compare, mode, layer, head, query, keep, crop_ratio, point_size, colorscale,
-                       color_range, show_centers, camera]
+                       color_range, show_centers, camera, units, up, fps_start, patchings]
         fast = dict(trigger_mode="always_last", show_progress="minimal")
 
         @guard(2, 1)
         def view(cloud_id, checkpoint, compare, mode, layer, head, query, keep, crop_ratio, point_size,
-                 colorscale, color_range, show_centers, camera):
+                 colorscale, color_range, show_centers, camera, units="uniform", up="auto", fps_start="geometric",
+                 patchings=DEFAULT_PATCHINGS):
             """Redraw the plot for the current cloud and settings (never re-runs a model already run on it)."""
             s = settings(mode, layer, head, query, keep, crop_ratio, point_size, colorscale, color_range,
-                         show_centers, camera)
+                         show_centers, camera, units, up, fps_start, patchings)
             v, msg = draw(cloud_id, checkpoint, compare, s)
             return v.figure, msg
 
-        gr.on([mode.input, layer.release, head.input, query.submit, query.input, keep.release, crop_ratio.release,
-               point_size.release, colorscale.input, color_range.input, show_centers.input, compare.input],
+        # Sliders redraw on `input`: Gradio's slider sends it for a drag, the arrow keys and typing in its number
+        # box (Enter included); `release` comes only from the pointer, so typed layers never redrew. A drag's
+        # stream of inputs is cut to the last one by trigger_mode="always_last". Dropdowns redraw on `select`:
+        # Gradio's (6.31) single-choice dropdown sends `input` twice per choice (on the choice and on the blur
+        # that follows), which asked the server for every head change twice.
+        gr.on([layer.input, head.select, query.submit, query.input, keep.input, crop_ratio.input,
+               point_size.input, colorscale.select, color_range.input, units.input, show_centers.input, compare.input],
               view, [cloud_id, *view_inputs], [plot, status], api_name="view", **fast)
+
+        @guard(3, 2)
+        def set_mode(cloud_id, checkpoint, compare, mode, layer, head, query, keep, crop_ratio, point_size,
+                     colorscale, color_range, show_centers, camera, units="uniform", up="auto",
+                     fps_start="geometric", patchings=DEFAULT_PATCHINGS):
+            """Change the view mode; query mode starts on the layer whose maps depend most on the query."""
+            s = settings(mode, layer, head, query, keep, crop_ratio, point_size, colorscale, color_range,
+                         show_centers, camera, units, up, fps_start, patchings)
+            if s.mode == "query":
+                s = replace(s, layer=ex.best_query_layer(checkpoint, cloud_id, s))
+            v, msg = draw(cloud_id, checkpoint, compare, s)
+            return _layer_shown(v), v.figure, msg
+
+        mode.input(set_mode, [cloud_id, *view_inputs], [layer, plot, status], api_name="set_mode", **fast)
+
+        @guard(3, 2)
+        def set_options(cloud_id, checkpoint, compare, mode, layer, head, query, keep, crop_ratio, point_size,
+                        colorscale, color_range, show_centers, camera, units="uniform", up="auto",
+                        fps_start="geometric", patchings=DEFAULT_PATCHINGS):
+            """Change the up axis, the sampling start or the patchings: the cloud info says what the view used."""
+            s = settings(mode, layer, head, query, keep, crop_ratio, point_size, colorscale, color_range,
+                         show_centers, camera, units, up, fps_start, patchings)
+            v, msg = draw(cloud_id, checkpoint, compare, s)
+            return ex.cloud_info_markdown(ex.cloud(cloud_id), checkpoint, s), v.figure, msg
+
+        gr.on([up.input, fps_start.input, patchings.input], set_options, [cloud_id, *view_inputs],
+              [cloud_info, plot, status], api_name="set_options", **fast)
 
         # What this session's layer slider and head list offer, and its HDF5 dataset list. Only a change of
         # those needs a property update: Gradio (6.31) answers each one with a new copy of the component that
@@ -308,58 +387,65 @@ def build_app(explorer: Explorer | None = None, checkpoints_dir: str | Path = "c
 
         @guard(8, 6)
         def select_checkpoint(checkpoint, cloud_id, compare, mode, layer, head, query, keep, crop_ratio, point_size,
-                              colorscale, color_range, show_centers, camera, shape):
+                              colorscale, color_range, show_centers, camera, units="uniform", up="auto",
+                              fps_start="geometric", patchings=DEFAULT_PATCHINGS, shape=None):
             """Switch checkpoint: its card, its layers and heads, the cloud info, and the redrawn view."""
             n_layers, n_heads, n_patches = ex.checkpoint_shape(checkpoint)
             head = head if (head in FUSIONS or (str(head).isdigit() and int(head) < n_heads)) else "mean"
             query = min(max(_as_int(query, "query patch", 0), 0), n_patches - 1)
             s = settings(mode, n_layers - 1, head, query, keep, crop_ratio, point_size, colorscale, color_range,
-                         show_centers, camera)
+                         show_centers, camera, units, up, fps_start, patchings)
+            if s.mode == "query":
+                s = replace(s, layer=ex.best_query_layer(checkpoint, cloud_id, s))
             v, msg = draw(cloud_id, checkpoint, compare, s)
             same = shape == (n_layers, n_heads)
+            shown = _layer_shown(v)
             return (ex.checkpoint_card_markdown(checkpoint),
-                    n_layers - 1 if same else gr.update(maximum=n_layers - 1, value=n_layers - 1),
+                    shown if same else gr.update(maximum=n_layers - 1, value=shown),
                     head if same else gr.update(choices=_head_choices(n_heads), value=head),
-                    query, ex.cloud_info_markdown(v.cloud, checkpoint), v.figure, msg,
+                    query, ex.cloud_info_markdown(ex.cloud(cloud_id), checkpoint, s), v.figure, msg,
                     gr.skip() if same else (n_layers, n_heads))
 
-        checkpoint.input(select_checkpoint, [checkpoint, cloud_id, *view_inputs[1:], offered_shape],
+        checkpoint.select(select_checkpoint, [checkpoint, cloud_id, *view_inputs[1:], offered_shape],
                          [card, layer, head, query, cloud_info, plot, status, offered_shape],
                          api_name="select_checkpoint")
 
         def show_cloud(cloud: LoadedCloud, checkpoint, compare, s: ViewSettings):
             v, msg = draw(cloud.cloud_id, checkpoint, compare, s)
-            return cloud.cloud_id, ex.cloud_info_markdown(cloud, checkpoint), v.figure, msg
+            return cloud.cloud_id, ex.cloud_info_markdown(cloud, checkpoint, s), v.figure, msg
 
         @guard(4, 3)
         def load_shape(category, seed, n_points, checkpoint, compare, mode, layer, head, query, keep, crop_ratio,
-                       point_size, colorscale, color_range, show_centers, camera):
+                       point_size, colorscale, color_range, show_centers, camera, units="uniform", up="auto",
+                       fps_start="geometric", patchings=DEFAULT_PATCHINGS):
             """Generate a synthetic shape (any category, seed, point count) and show it."""
             s = settings(mode, layer, head, query, keep, crop_ratio, point_size, colorscale, color_range,
-                         show_centers, camera)
+                         show_centers, camera, units, up, fps_start, patchings)
             return show_cloud(ex.load_shape(category, seed, n_points), checkpoint, compare, s)
 
-        gr.on([shape_btn.click, category.input], load_shape, [category, seed, n_points, *view_inputs],
+        gr.on([shape_btn.click, category.select], load_shape, [category, seed, n_points, *view_inputs],
               [cloud_id, cloud_info, plot, status], api_name="load_shape")
 
         @guard(4, 3)
         def load_mesh(mesh, checkpoint, compare, mode, layer, head, query, keep, crop_ratio, point_size,
-                      colorscale, color_range, show_centers, camera):
+                      colorscale, color_range, show_centers, camera, units="uniform", up="auto",
+                      fps_start="geometric", patchings=DEFAULT_PATCHINGS):
             """Show one of the real meshes shipped in Gradio's wheel (points sampled on the surface)."""
             s = settings(mode, layer, head, query, keep, crop_ratio, point_size, colorscale, color_range,
-                         show_centers, camera)
+                         show_centers, camera, units, up, fps_start, patchings)
             return show_cloud(ex.load_mesh(mesh), checkpoint, compare, s)
 
-        mesh.input(load_mesh, [mesh, *view_inputs], [cloud_id, cloud_info, plot, status], api_name="load_mesh")
+        mesh.select(load_mesh, [mesh, *view_inputs], [cloud_id, cloud_info, plot, status], api_name="load_mesh")
 
         @guard(6, 4)
         def load_upload(file, h5_key, h5_index, checkpoint, compare, mode, layer, head, query, keep, crop_ratio,
-                        point_size, colorscale, color_range, show_centers, camera, h5_keys):
+                        point_size, colorscale, color_range, show_centers, camera, units="uniform", up="auto",
+                        fps_start="geometric", patchings=DEFAULT_PATCHINGS, h5_keys=None):
             """Load an uploaded file (any format pcdviz.io reads; for .h5 a dataset and an index) and show it."""
             if file is None:
                 return gr.skip(), gr.skip(), gr.skip(), gr.skip(), "Upload a file to see it here.", gr.skip()
             s = settings(mode, layer, head, query, keep, crop_ratio, point_size, colorscale, color_range,
-                         show_centers, camera)
+                         show_centers, camera, units, up, fps_start, patchings)
             cloud = ex.load_upload(file, h5_key or None, h5_index)
             cid, info, fig, msg = show_cloud(cloud, checkpoint, compare, s)
             keys, value = tuple(cloud.h5_keys), cloud.h5_key if cloud.h5_keys else None
@@ -367,37 +453,59 @@ def build_app(explorer: Explorer | None = None, checkpoints_dir: str | Path = "c
                 return cid, info, value, fig, msg, gr.skip()
             return cid, info, gr.update(choices=list(keys), value=value), fig, msg, keys
 
-        gr.on([upload.upload, h5_key.input, h5_index.submit], load_upload,
+        gr.on([upload.upload, h5_key.select, h5_index.submit], load_upload,
               [upload, h5_key, h5_index, *view_inputs, offered_h5_keys],
               [cloud_id, cloud_info, h5_key, plot, status, offered_h5_keys], api_name="load_upload")
 
-        @guard(4, 3)
-        def pick_point(click, cloud_id, checkpoint, compare, mode, layer, head, query, keep, crop_ratio, point_size,
-                       colorscale, color_range, show_centers, camera):
-            """A clicked point ({"x","y","z"} JSON or "x,y,z") becomes the query patch; shows its attention."""
-            xyz = _parse_click(click)
-            q = ex.pick(checkpoint, cloud_id, xyz)
-            mode = mode if mode in ("query", "crop") else "query"
-            s = settings(mode, layer, head, q, keep, crop_ratio, point_size, colorscale, color_range, show_centers,
-                         camera)
-            v, msg = draw(cloud_id, checkpoint, compare, s)
-            return q, mode, v.figure, f"clicked patch {q} · {msg}"
+        @guard(1, 0)
+        def refuse_upload(rejected):
+            """A file the page refused before it reached the server ({"name", "why"} from APP_JS): say so, so
+            the status never keeps an earlier file's message."""
+            try:
+                info = json.loads(rejected or "{}")
+            except ValueError:
+                info = {}
+            name = str(info.get("name") or "the file")[:120]
+            limit = _as_int(info.get("limit_mb"), "upload limit", 0) if str(info.get("limit_mb", "")).isdigit() else 0
+            why = {"type": f"its type is not one the app reads ({' '.join(exts)})",
+                   "size": f"it is larger than the upload limit" + (f" of {limit} MB" if limit else "")
+                   }.get(info.get("why"), "the page refused it")
+            return f"⚠️ {name} was not loaded: {why}. The plot still shows the previous cloud."
 
-        click.change(pick_point, [click, cloud_id, *view_inputs], [query, mode, plot, status], api_name="pick_point",
-                    **fast)
+        rejected.change(refuse_upload, [rejected], [status], api_name="refuse_upload")
+
+        @guard(5, 4)
+        def pick_point(click, cloud_id, checkpoint, compare, mode, layer, head, query, keep, crop_ratio, point_size,
+                       colorscale, color_range, show_centers, camera, units="uniform", up="auto",
+                       fps_start="geometric", patchings=DEFAULT_PATCHINGS):
+            """A clicked point ({"x","y","z"} JSON or "x,y,z") becomes the query patch; shows its attention.
+            Coming from another mode, query mode starts on the layer whose maps depend most on the query."""
+            xyz = _parse_click(click)
+            s = settings(mode, layer, head, query, keep, crop_ratio, point_size, colorscale, color_range,
+                         show_centers, camera, units, up, fps_start, patchings)
+            q = ex.pick(checkpoint, cloud_id, xyz, s)
+            if s.mode not in ("query", "crop"):
+                s = replace(s, mode="query", layer=ex.best_query_layer(checkpoint, cloud_id, s))
+            v, msg = draw(cloud_id, checkpoint, compare, replace(s, query=q))
+            return q, s.mode, _layer_shown(v), v.figure, f"clicked patch {q} · {msg}"
+
+        click.change(pick_point, [click, cloud_id, *view_inputs], [query, mode, layer, plot, status],
+                     api_name="pick_point", **fast)
 
         def exporter(kind: str):
             @guard(2, 1)
             def export(cloud_id, checkpoint, compare, mode, layer, head, query, keep, crop_ratio, point_size,
-                       colorscale, color_range, show_centers, camera):
+                       colorscale, color_range, show_centers, camera, units="uniform", up="auto",
+                       fps_start="geometric", patchings=DEFAULT_PATCHINGS):
                 s = settings(mode, layer, head, query, keep, crop_ratio, point_size, colorscale, color_range,
-                             show_centers, camera)
+                             show_centers, camera, units, up, fps_start, patchings)
                 v, _ = draw(cloud_id, checkpoint, compare, s)
                 path = getattr(ex, f"export_{kind}")(v)
                 return str(path), f"exported {path.name} ({path.stat().st_size / 1024:.0f} KB)"
             export.__name__ = f"export_{kind}"
             export.__doc__ = {"html": "The view as a standalone HTML file (opens offline).",
-                              "ply": "The cloud as a PLY with the attention as colours and as a scalar.",
+                              "ply": "The cloud as a PLY in the file's coordinates, the attention as colours and "
+                                     "as a scalar.",
                               "npz": "The raw attention maps, centres, groups, features and the values shown."}[kind]
             return export
 
@@ -406,6 +514,15 @@ def build_app(explorer: Explorer | None = None, checkpoints_dir: str | Path = "c
 
     sweep_uploads(demo, *delete_cache)
     return demo
+
+
+def _layer_shown(v: View) -> int:
+    """The layer a view shows (for the slider; rollout spans all layers: the setting as it was, clipped)."""
+    layer = v.panels[0].extra.get("layer")
+    if layer is None:
+        n_layers = v.panels[0].mv.n_layers
+        return n_layers - 1 if v.settings.layer < 0 or v.settings.layer >= n_layers else int(v.settings.layer)
+    return int(layer)
 
 
 def sweep_uploads(demo, every: float, age: float) -> None:
@@ -487,7 +604,11 @@ def launch(demo, host: str = "127.0.0.1", port: int | None = None, *, concurrenc
            max_sessions: int = MAX_SESSIONS):
     """Queue and launch with the app's limits: upload cap, concurrency, sessions kept, no analytics, our JS."""
     demo.queue(default_concurrency_limit=concurrency, max_size=64)
-    return demo.launch(server_name=host, server_port=port, max_file_size=max_file_size, js=APP_JS, css=CSS,
+    from pcdviz import io
+
+    rules = json.dumps({"exts": sorted({e.lower() for e in io.SUPPORTED_EXTENSIONS}), "max": int(max_file_size)})
+    return demo.launch(server_name=host, server_port=port, max_file_size=max_file_size,
+                       js=APP_JS.replace("__PCD_UPLOAD_RULES__", rules), css=CSS,
                        prevent_thread_lock=prevent_thread_lock, quiet=quiet, show_error=False, share=False,
                        footer_links=["api"], ssr_mode=False, state_session_capacity=max_sessions)
 

@@ -50,10 +50,25 @@ MODES: dict[str, str] = {      # value -> label
 FUSIONS = ("mean", "max", "min")
 COLORSCALES = ("Viridis", "Inferno", "Magma", "Plasma", "Cividis", "Turbo", "Jet", "Hot", "Greys", "RdBu_r")
 COLOR_RANGES: dict[str, str] = {
-    "minmax": "min – max of the view",
+    "auto": "0 – max, at least 0 – 2× uniform",   # a near-uniform map stays one flat colour
+    "minmax": "min – max of the view",             # stretches any map, even noise, to the full scale
     "zero": "0 – max",
     "robust": "2nd – 98th percentile",
 }
+UNITS: dict[str, str] = {      # what the colours of an attention map measure
+    "uniform": "multiple of uniform (1 = every patch alike)",
+    "raw": "attention weight",
+}
+UP_AXES = ("auto", "x", "y", "z")
+FPS_STARTS: dict[str, str] = {
+    "geometric": "the point farthest from the centroid (order-independent)",
+    "index0": "the file's first point (training and the field's code)",
+}
+# One height for the single view and the heads grid (two rows of three share it): with the plot starting ~390 px
+# down the page, the whole grid stays above the fold of a 1440 x 960 window (tests/test_browser.py).
+PLOT_HEIGHT = 560
+PATCHINGS_MAX = 32             # maps averaged over at most this many patchings (one forward pass each)
+DEFAULT_PATCHINGS = 16         # mean jitter rho 0.92 (x1: 0.61), head change ~10 ms: BENCHMARKS.md, "Stable maps"
 
 
 def gradio_assets_dir() -> Path | None:
@@ -162,24 +177,62 @@ class LoadedCloud:
     h5_index: int = 0
     extra: dict = field(default_factory=dict)  # n_samples, class_name, label, category when known
     source_index: np.ndarray | None = None  # (M,) index among the loaded points, when decimated for display
-    _model_inputs: dict = field(default_factory=dict, repr=False)   # model input size -> FPS indices
+    norm_center: np.ndarray = field(default_factory=lambda: np.zeros(3))  # file xyz = R^T p * norm_scale + norm_center
+    norm_scale: float = 1.0
+    rotation: np.ndarray = field(default_factory=lambda: np.eye(3))   # R: shown = R @ normalised file xyz
+    up: str = "y"                      # the file's axis drawn (and fed to the model) as up
+    _model_inputs: dict = field(default_factory=dict, repr=False)   # (size, start, patching) -> indices
+    _oriented: dict = field(default_factory=dict, repr=False)       # up axis -> rotated copy of this cloud
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _order: np.ndarray | None = field(default=None, repr=False)
 
-    def model_input(self, n_points: int) -> tuple[np.ndarray, np.ndarray]:
-        """(indices into `points` of the model's input: FPS to n_points, nearest input point of each display
-        point). Cached per input size, so every checkpoint of that size shares them (comparisons)."""
+    def oriented(self, axis: str) -> "LoadedCloud":
+        """This cloud turned so that the file's `axis` (x, y or z) points up (+y, the model's and the camera's up).
+
+        The turned copy is cached on the cloud and has its own id (`<id>|up=<axis>`), so its model inputs and
+        maps are cached apart; y returns the cloud itself."""
+        if axis == self.up:
+            return self
         with self._lock:
-            hit = self._model_inputs.get(n_points)
+            hit = self._oriented.get(axis)
+        if hit is None:
+            rot = UP_ROTATIONS[axis]
+            hit = LoadedCloud(**{**{k: getattr(self, k) for k in self.__dataclass_fields__ if not k.startswith("_")},
+                                 "cloud_id": f"{self.cloud_id}|up={axis}", "up": axis, "rotation": rot,
+                                 "points": np.ascontiguousarray(self.points @ rot.T, dtype=np.float32)})
+            with self._lock:
+                hit = self._oriented.setdefault(axis, hit)
+        return hit
+
+    def file_points(self) -> np.ndarray:
+        """The displayed points in the file's own coordinates (undoing the turn and the normalisation)."""
+        p = self.points.astype(np.float64) @ self.rotation   # R^T p for each row p
+        return (p * self.norm_scale + self.norm_center).astype(np.float32)
+
+    def model_input(self, n_points: int, start: str = "index0", patching: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """(indices into `points` of the model's input, nearest input point of each display point). Cached per
+        (input size, FPS start, patching), so every checkpoint of that size shares them (comparisons).
+
+        Patching 0: farthest point sampling from `start`. Patching k >= 1: FPS started at the k-th point of
+        patching 0's order (so each patching is a different, still order-independent, subsample), and that
+        point first, where the model's own FPS (index-0 start) takes its first centre."""
+        key = (int(n_points), start, int(patching))
+        with self._lock:
+            hit = self._model_inputs.get(key)
         if hit is None:
             from pcdviz import io
             from pcdviz.ops import nearest_index
 
-            idx = np.asarray(io.resample(self.points, n_points, method="fps"), dtype=np.int64)
+            if patching == 0:
+                idx = np.asarray(io.resample(self.points, n_points, method="fps", start=start), dtype=np.int64)
+            else:
+                first = self.model_input(n_points, start, 0)[0]
+                idx = _fps_from(self.points, n_points, int(first[patching % len(first)]))
             # attention.to_points' rule for other clouds: a display point takes its nearest input point's value
-            hit = (idx, nearest_index(self.points[idx], self.points))
+            nearest = nearest_index(self.points[idx], self.points)
+            hit = (idx, nearest.astype(np.uint16) if n_points <= 65535 else nearest)   # small: one per patching
             with self._lock:
-                self._model_inputs[n_points] = hit
+                self._model_inputs[key] = hit
         return hit
 
     def panel_subset(self, m: int) -> np.ndarray | None:
@@ -191,6 +244,38 @@ class LoadedCloud:
         return np.sort(self._order[:m])
 
 
+# rows: the shown x, y, z in the file's axes; each turns the named axis to +y (rotations, det +1)
+UP_ROTATIONS = {"x": np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]),
+                "y": np.eye(3),
+                "z": np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])}
+# auto: the axis a format's convention makes up; formats without one are taken as y-up (ShapeNet, ModelNet's
+# HDF5 files and the training data are y-up). Keys are LoadedCloud.fmt's first word.
+UP_CONVENTIONS = {"glb": ("y", "glTF is y-up by its specification"),
+                  "gltf": ("y", "glTF is y-up by its specification"),
+                  "stl": ("z", "STL is z-up by the convention of CAD and 3D printing"),
+                  "pcd": ("z", "PCD scans are z-up by the PCL / ROS convention (REP 103)")}
+UP_DEFAULT_REASON = "the format has no up convention: y, as in ShapeNet, ModelNet's HDF5 files and the training data"
+
+
+def resolve_up(fmt: str, up: str = "auto") -> tuple[str, str]:
+    """(axis, reason) for an up-axis setting: auto follows the format's convention (UP_CONVENTIONS), else y."""
+    if up != "auto":
+        return up, "chosen"
+    return UP_CONVENTIONS.get(str(fmt or "").split(" ")[0].lower(), ("y", UP_DEFAULT_REASON))
+
+
+def _fps_from(points: np.ndarray, n: int, first: int) -> np.ndarray:
+    """FPS indices (n,) of points started at index `first`; beyond len(points), FPS order again (cycled)."""
+    import torch
+
+    from pcdviz.ops import farthest_point_sample
+
+    perm = np.concatenate([[first], np.arange(first), np.arange(first + 1, len(points))]).astype(np.int64)
+    xyz = torch.from_numpy(np.ascontiguousarray(points[perm], dtype=np.float32))[None]
+    idx = farthest_point_sample(xyz, min(n, len(points)), start="index0")[0].numpy()
+    return np.resize(perm[idx], n).astype(np.int64)
+
+
 @dataclass
 class MapsView:
     """Attention maps of one checkpoint on one cloud, with the projection to display points."""
@@ -199,8 +284,10 @@ class MapsView:
     cloud_id: str
     maps: Any                  # pcdviz.attention.AttentionMaps
     nearest: np.ndarray        # (M,) display point -> index into maps.points
-    point_patch: np.ndarray    # (M,) display point -> nearest patch centre (hover, click)
+    point_patch: np.ndarray | None   # (M,) display point -> nearest patch centre (hover, click); patching 0 only
     forward_ms: float = 0.0
+    fps_start: str = "index0"  # where the input resampling and the model's centres started (patching 0)
+    patching: int = 0          # 0, or k: started at the k-th point of patching 0's order (MapsView docs in maps())
 
     @property
     def n_layers(self) -> int:
@@ -247,13 +334,18 @@ class ViewSettings:
     crop_ratio: float = 0.3    # local crop: share of the model's input points
     point_size: float = 0.0    # marker size in pixels; 0 = automatic (smaller for denser clouds)
     colorscale: str = "Viridis"
-    color_range: str = "minmax"
+    color_range: str = "auto"
     show_centers: bool = False
     camera: dict | None = None
+    units: str = "uniform"     # attention as a multiple of uniform, or the raw weight (UNITS)
+    up: str = "auto"           # the file's axis shown (and fed to the model) as up (UP_AXES)
+    fps_start: str = "geometric"   # where farthest point sampling starts (FPS_STARTS)
+    patchings: int = DEFAULT_PATCHINGS   # maps averaged over this many patchings (one forward pass each)
 
     @classmethod
     def parse(cls, mode="cls", layer=-1, head="mean", query=0, keep=1.0, crop_ratio=0.3, point_size=0.0,
-              colorscale="Viridis", color_range="minmax", show_centers=False, camera=None) -> "ViewSettings":
+              colorscale="Viridis", color_range="auto", show_centers=False, camera=None, units="uniform",
+              up="auto", fps_start="geometric", patchings=DEFAULT_PATCHINGS) -> "ViewSettings":
         """Validate and clamp values that may come from a browser or an API client."""
         mode = str(mode or "cls")
         if mode not in MODES:
@@ -261,18 +353,25 @@ class ViewSettings:
         head = str("mean" if head is None or head == "" else head).strip()
         if head not in FUSIONS and not re.fullmatch(r"\d{1,3}", head):
             raise ExplorerError(f"Unknown head {head!r}; use a head number or one of {', '.join(FUSIONS)}.")
-        colorscale = str(colorscale or "Viridis")
-        if colorscale not in COLORSCALES:
-            raise ExplorerError(f"Unknown colour scale {colorscale!r}; choose one of: {', '.join(COLORSCALES)}.")
-        color_range = str(color_range or "minmax")
-        if color_range not in COLOR_RANGES:
-            raise ExplorerError(f"Unknown colour range {color_range!r}; choose one of: {', '.join(COLOR_RANGES)}.")
+        colorscale = _choice(colorscale, "Viridis", COLORSCALES, "colour scale")
+        color_range = _choice(color_range, "auto", COLOR_RANGES, "colour range")
+        units = _choice(units, "uniform", UNITS, "unit")
+        up = _choice(up, "auto", UP_AXES, "up axis")
+        fps_start = _choice(fps_start, "geometric", FPS_STARTS, "sampling start")
+        patchings = int(_clip(_as_int(patchings, "number of patchings", DEFAULT_PATCHINGS), 1, PATCHINGS_MAX))
         return cls(mode=mode, layer=_as_int(layer, "layer", -1), head=head, query=max(0, _as_int(query, "query patch", 0)),
                    keep=_clip(_as_float(keep, "mass kept", 1.0), 0.01, 1.0),
                    crop_ratio=_clip(_as_float(crop_ratio, "crop size", 0.3), 0.05, 0.95),
                    point_size=_clip(_as_float(point_size, "point size", 0.0), 0.0, 20.0),
                    colorscale=colorscale, color_range=color_range, show_centers=bool(show_centers),
-                   camera=parse_camera(camera))
+                   camera=parse_camera(camera), units=units, up=up, fps_start=fps_start, patchings=patchings)
+
+
+def _choice(value, default: str, allowed, name: str) -> str:
+    value = str(value or default)
+    if value not in allowed:
+        raise ExplorerError(f"Unknown {name} {value!r}; choose one of: {', '.join(allowed)}.")
+    return value
 
 
 def _as_int(value, name: str, default: int) -> int:
@@ -337,6 +436,7 @@ class Panel:
     highlight: np.ndarray | None = None   # (M,) bool
     centers: np.ndarray | None = None
     mv: MapsView | None = None
+    extra: dict = field(default_factory=dict)   # layer, head, query, deviation, near_uniform (patch_values)
 
 
 @dataclass
@@ -365,6 +465,7 @@ class Explorer:
         self.clouds = LRUCache(max_clouds)
         self.maps_cache = LRUCache(max_maps)
         self.crops = LRUCache(64)
+        self._patching_lock = threading.Lock()
         self.n_forward = 0   # model forward passes run; tests check that view changes add none
         self.export_dir = Path(tempfile.mkdtemp(prefix="pcdviz-exports-"))
         atexit.register(shutil.rmtree, self.export_dir, True)
@@ -483,6 +584,9 @@ class Explorer:
             lines.append(f"PointViT: {cfg.get('n_points', '?')} points in, {cfg.get('n_groups', '?')} patches of "
                          f"{cfg.get('group_size', '?')}, width {cfg.get('width', '?')}, depth {cfg.get('depth', '?')}, "
                          f"{cfg.get('n_heads', '?')} heads")
+        start = cfg.get("fps_start", "index0") if isinstance(cfg, dict) else "index0"
+        lines.append(f"FPS start: {start} in training; views use the one set under 'Sampling and orientation' "
+                     f"(default geometric: the same map in any point order), named in the cloud info")
         if card.get("notes"):
             lines.append(f"_{str(card['notes'])[:300]}_")
         return "  \n".join(lines)
@@ -529,6 +633,11 @@ class Explorer:
         hit = self.clouds.get(cloud_id)
         if hit is not None:
             return hit
+        base, turned, axis = cloud_id.partition("|up=")
+        if turned:  # a cloud turned to another up axis (LoadedCloud.oriented)
+            if axis not in UP_ROTATIONS:
+                raise ExplorerError(f"Unknown up axis {axis!r} in the cloud id; use x, y or z.")
+            return self.cloud(base).oriented(axis)
         kind, _, rest = cloud_id.partition("/")
         if kind == "shape":
             parts = rest.split("/")
@@ -656,6 +765,10 @@ class Explorer:
             points = points[source_index]
             colors = None if colors is None else np.asarray(colors)[source_index]
             labels = None if labels is None else np.asarray(labels)[source_index]
+        # io.normalize's centre and scale, kept so exports can go back to the file's own coordinates
+        p64 = np.asarray(points, dtype=np.float64)
+        center = p64.mean(axis=0)
+        scale = float(np.sqrt(((p64 - center) ** 2).sum(axis=1).max()))
         points = np.ascontiguousarray(io.normalize(points), dtype=np.float32)
         n_in_file = info.get("n_in_file")
         return LoadedCloud(cloud_id=cloud_id, title=title, points=points,
@@ -666,10 +779,13 @@ class Explorer:
                            n_dropped=int(getattr(pc, "n_dropped", 0) or 0), is_mesh=bool(info.get("is_mesh")),
                            fmt=str(info.get("format", "")), source_index=source_index,
                            h5_key=info.get("key"), h5_index=int(info.get("index", 0) or 0),
+                           norm_center=center, norm_scale=scale if scale > 0 else 1.0,
                            extra={k: info[k] for k in ("n_samples", "class_name", "label", "category") if k in info})
 
-    def cloud_info_markdown(self, cloud: LoadedCloud, checkpoint: str | None = None) -> str:
-        """Point count, what was dropped, how it was downsampled for display and for the model."""
+    def cloud_info_markdown(self, cloud: LoadedCloud, checkpoint: str | None = None,
+                            settings: ViewSettings | None = None) -> str:
+        """Point count, what was dropped, how it was downsampled for display and for the model, which way is up."""
+        s = settings or ViewSettings()
         lines = [f"**{cloud.title}**" + (f" ({cloud.fmt})" if cloud.fmt else "")]
         if cloud.is_mesh:
             verts = f" with {cloud.n_in_file:,} vertices" if cloud.n_in_file else ""
@@ -691,48 +807,106 @@ class Explorer:
             if n_in:
                 how = "farthest point sampling" if len(cloud.points) >= n_in else "padded by repeating points"
                 lines.append(f"model input: {len(cloud.points):,} → {n_in:,} points ({how})")
-        if cloud.h5_key:
-            n_samples = cloud.extra.get("n_samples")
+                lines.append(f"sampling start (input and patch centres): {s.fps_start}, {FPS_STARTS[s.fps_start]}"
+                             + (f"; maps averaged over {s.patchings} patchings" if s.patchings > 1 else ""))
+        axis, reason = resolve_up(cloud.fmt, s.up)
+        lines.append(f"up axis: {axis}" + (f" (auto: {reason})" if s.up == "auto" else " (chosen)"))
+        n_samples = cloud.extra.get("n_samples")
+        if cloud.h5_key and cloud.fmt != "npy":   # a .npy holds one unnamed array: only its sample is news
             lines.append(f"array `{cloud.h5_key}`" + (f", sample {cloud.h5_index} of {n_samples}" if n_samples else ""))
+        elif n_samples:
+            lines.append(f"sample {cloud.h5_index} of {n_samples}")
         if cloud.extra.get("class_name") or cloud.extra.get("label") is not None:
             lines.append(f"class: {cloud.extra.get('class_name', cloud.extra.get('label'))}")
         return "  \n".join(lines)
 
     # ----------------------------------------------------------------- attention maps
 
-    def maps(self, checkpoint: str, cloud_id: str) -> MapsView:
-        """Attention maps of a checkpoint on a cloud: cached, so views never re-run the model."""
+    def maps(self, checkpoint: str, cloud_id: str, fps_start: str = "geometric", patching: int = 0) -> MapsView:
+        """Attention maps of a checkpoint on a cloud for one patching: cached, so views never re-run the model.
+
+        fps_start: where the input resampling and the model's centres start (FPS_STARTS); the model's own
+        setting is left alone, a view of it with another start shares its weights. patching k >= 1 starts
+        both at the k-th point of patching 0's order (LoadedCloud.model_input), for maps averaged over patchings."""
+        return self.patchings(checkpoint, cloud_id, ViewSettings(fps_start=fps_start, patchings=patching + 1))[patching]
+
+    def patchings(self, checkpoint: str, cloud_id: str, s: ViewSettings) -> list[MapsView]:
+        """The maps of each of the view's patchings (s.patchings of them; the first is the plain view's).
+
+        One cache entry per checkpoint x cloud x start holds every patching run so far (a view with more
+        patchings runs only the missing ones, in one batched forward pass)."""
         model, _ = self.model(checkpoint)
         cloud = self.cloud(cloud_id)
-        key = (checkpoint, cloud.cloud_id)
+        if s.fps_start not in FPS_STARTS:
+            raise ExplorerError(f"Unknown sampling start {s.fps_start!r}; choose one of: {', '.join(FPS_STARTS)}.")
+        key = (checkpoint, cloud.cloud_id, s.fps_start)
+        views = self.maps_cache.get_or_compute(key, lambda: self._run_patchings(model, checkpoint, cloud, s.fps_start, [0]))
+        count = max(1, int(s.patchings))
+        if len(views) < count:
+            with self._patching_lock:   # one batch at a time extends a set
+                if len(views) < count:
+                    views.extend(self._run_patchings(model, checkpoint, cloud, s.fps_start, range(len(views), count)))
+        return views[:count]
 
-        def compute():
-            from pcdviz.attention import AttentionMaps
+    def _run_patchings(self, model, checkpoint: str, cloud: LoadedCloud, fps_start: str, ks) -> list[MapsView]:
+        """Run the model for patchings ks (0 alone, or several k >= 1 in one batch) and wrap their maps."""
+        from pcdviz.attention import AttentionMaps, maps_from_model_batch
 
-            idx, nearest = cloud.model_input(int(model.config.n_points))
-            t0 = time.perf_counter()
-            maps = AttentionMaps.from_model(model, cloud.points[idx])
-            ms = (time.perf_counter() - t0) * 1000
-            self.n_forward += 1
-            point_patch = np.asarray(maps.point_patch(cloud.points), dtype=np.int64)  # nearest centre
-            return MapsView(checkpoint, cloud.cloud_id, maps, nearest, point_patch, ms)
+        ks = list(ks)
+        n = int(model.config.n_points)
+        inputs = [cloud.model_input(n, fps_start, k) for k in ks]
+        t0 = time.perf_counter()
+        if ks == [0]:
+            all_maps = [AttentionMaps.from_model(_with_fps_start(model, fps_start), cloud.points[inputs[0][0]])]
+        else:  # each input starts at its own first point, where an index-0 model starts its centres
+            all_maps = maps_from_model_batch(_with_fps_start(model, "index0"),
+                                             np.stack([cloud.points[idx] for idx, _ in inputs]))
+        ms = (time.perf_counter() - t0) * 1000 / len(ks)
+        self.n_forward += 1
+        out = []
+        for k, maps, (idx, nearest) in zip(ks, all_maps, inputs):
+            # hover and click use patching 0's patches only; the others keep just what projects their values
+            point_patch = np.asarray(maps.point_patch(cloud.points), dtype=np.int64) if k == 0 else None
+            out.append(MapsView(checkpoint, cloud.cloud_id, maps, nearest, point_patch, ms, fps_start, k))
+        return out
 
-        return self.maps_cache.get_or_compute(key, compute)
+    def shown_cloud(self, cloud_id: str, up: str = "auto") -> LoadedCloud:
+        """The cloud turned the way a view shows it (and the model sees it): its up axis resolved."""
+        cloud = self.cloud(cloud_id)
+        if "|up=" in cloud.cloud_id:
+            return cloud
+        return cloud.oriented(resolve_up(cloud.fmt, up)[0])
 
-    def crop_relation(self, checkpoint: str, cloud_id: str, query: int, ratio: float) -> dict:
+    def query_dependence(self, checkpoint: str, cloud_id: str, s: ViewSettings) -> np.ndarray:
+        """(L,) how much each layer's patch -> patch maps depend on the query (attention.query_dependence)."""
+        from pcdviz.attention import query_dependence
+
+        mv = self.maps(checkpoint, self.shown_cloud(cloud_id, s.up).cloud_id, s.fps_start, 0)
+        key = ("query_dependence", s.head)
+        cached = mv.maps._cache.get(key)   # AttentionMaps' own per-instance cache: lives and dies with the maps
+        if cached is None:
+            cached = mv.maps._cache[key] = query_dependence(mv.maps.attentions, _head_value(s.head, mv.n_heads))
+        return cached
+
+    def best_query_layer(self, checkpoint: str, cloud_id: str, s: ViewSettings) -> int:
+        """The layer whose query maps differ most between queries (where query mode starts)."""
+        return int(np.argmax(self.query_dependence(checkpoint, cloud_id, s)))
+
+    def crop_relation(self, checkpoint: str, cloud_id: str, query: int, ratio: float,
+                      fps_start: str = "geometric") -> dict:
         """Local <-> global (attention.crop_relation): a training-style kNN crop around the query patch's centre,
         embedded alone; cosine of its CLS feature to each patch token of the whole shape. Cached."""
         from pcdviz.attention import crop_relation
 
-        mv = self.maps(checkpoint, cloud_id)
+        mv = self.maps(checkpoint, cloud_id, fps_start)
         model, _ = self.model(checkpoint)
         query = min(max(int(query), 0), mv.n_patches - 1)
-        key = (checkpoint, mv.cloud_id, query, round(float(ratio), 3))
+        key = (checkpoint, mv.cloud_id, fps_start, query, round(float(ratio), 3))
 
         def compute():
             pts = mv.maps.points
             seed = int(np.argmin(((pts - mv.maps.centers[query][None]) ** 2).sum(1)))  # centres are input points
-            out = crop_relation(model, pts, seed, ratio, maps=mv.maps)
+            out = crop_relation(_with_fps_start(model, fps_start), pts, seed, ratio, maps=mv.maps)
             self.n_forward += 1
             return out
 
@@ -741,26 +915,38 @@ class Explorer:
     # ----------------------------------------------------------------- views
 
     def patch_values(self, mv: MapsView, s: ViewSettings, query_xyz=None) -> tuple[np.ndarray, str, dict]:
-        """One scalar per patch for a single-panel view of this checkpoint, its title, and extras."""
+        """One scalar per patch for a single-panel view of this checkpoint (in s.units), its title, and extras.
+
+        extras: layer, head, query, to_cls, crop_idx where they apply, and `deviation`, the largest
+        |value / mean - 1| of the attention map (attention.uniform_deviation; 0 = uniform)."""
+        from pcdviz.attention import multiple_of_uniform, uniform_deviation
+
         layer = _layer_index(s.layer, mv.n_layers)
         head = _head_value(s.head, mv.n_heads)
         extra: dict = {"layer": layer, "head": head}
         htxt = f"head {head}" if isinstance(head, int) else f"{head} of heads"
-        if s.mode in ("cls", "heads"):
+        if s.mode in ("cls", "heads") and not mv.maps.has_cls:
+            vals = mv.maps.mean_received(layer, head)
+            extra["no_cls"] = True
+            title = f"mean attention received (no CLS token) · layer {layer} · {htxt}"
+        elif s.mode in ("cls", "heads"):
             vals = mv.maps.cls_to_patches(layer, head)
             title = f"CLS → patches · layer {layer} · {htxt}"
         elif s.mode == "rollout":
             fusion = head if isinstance(head, str) else "mean"
             vals = mv.maps.rollout(head_fusion=fusion)
+            extra.update(layer=None, head=fusion)
             title = f"rollout over {mv.n_layers} layers · {fusion} of heads"
         elif s.mode == "query":
             q = self._query_for(mv, s.query, query_xyz)
             vals, to_cls = mv.maps.patch_to_patches(layer, head, q)
             extra.update(query=q, to_cls=float(to_cls))
-            title = f"patch {q} → patches · layer {layer} · {htxt} · to CLS {float(to_cls):.3f}"
+            title = f"patch {q} → patches · layer {layer} · {htxt}"
+            if mv.maps.has_cls:
+                title += f" · to CLS {float(to_cls):.3f}"
         elif s.mode == "crop":
             q = self._query_for(mv, s.query, query_xyz)
-            rel = self.crop_relation(mv.checkpoint, mv.cloud_id, q, s.crop_ratio)
+            rel = self.crop_relation(mv.checkpoint, mv.cloud_id, q, s.crop_ratio, mv.fps_start)
             to_cls = rel["cls_similarity"]
             extra.update(query=q, crop_idx=rel["indices"], to_cls=to_cls)
             vals = rel["similarity"]
@@ -768,6 +954,11 @@ class Explorer:
         else:  # parse() already refused anything else
             raise ExplorerError(f"Unknown view mode {s.mode!r}.")
         vals = np.asarray(vals, dtype=np.float32)
+        if s.mode != "crop":
+            extra["deviation"] = uniform_deviation(vals)
+            extra["uniform_level"] = 1.0 if s.units == "uniform" else float(vals.mean())
+            if s.units == "uniform":
+                vals = multiple_of_uniform(vals)
         if s.keep < 1.0 and s.mode != "crop":
             from pcdviz.attention import mass_threshold
 
@@ -781,53 +972,82 @@ class Explorer:
             return mv.nearest_patch(query_xyz)
         return min(max(int(query), 0), mv.n_patches - 1)
 
+    def _panel(self, mvs: list[MapsView], s: ViewSettings, query_xyz=None, title_prefix: str = "") -> Panel:
+        """One panel: patching 0's patch values, and the per-point values averaged over every patching."""
+        from pcdviz.attention import NEAR_UNIFORM_TOL
+
+        mv0 = mvs[0]
+        pv, title, extra = self.patch_values(mv0, s, query_xyz)
+        values = mv0.to_display(pv)
+        if len(mvs) > 1 and s.mode != "crop":
+            # the same query in every patching: the patch nearest patching 0's query centre
+            q_xyz = np.asarray(mv0.maps.centers[extra["query"]]) if "query" in extra else None
+            acc = values.astype(np.float64)
+            for mv in mvs[1:]:
+                pv_k, _, extra_k = self.patch_values(mv, s, q_xyz)
+                acc += mv.to_display(pv_k)
+                extra["deviation"] = max(extra["deviation"], extra_k["deviation"])
+            values = (acc / len(mvs)).astype(np.float32)
+            title += f" · mean of {len(mvs)} patchings"
+        extra["near_uniform"] = s.mode != "crop" and extra["deviation"] <= NEAR_UNIFORM_TOL
+        if extra["near_uniform"]:
+            title += f" · near uniform (±{extra['deviation']:.0%})"
+        return Panel(title_prefix + title, values, pv, mv0.checkpoint, mv=mv0, extra=extra)
+
     def view(self, checkpoint: str, cloud_id: str, settings: ViewSettings | None = None,
              compare: list[str] | None = None) -> View:
         """Build what the plot shows for a checkpoint, a cloud, the settings and an optional comparison."""
+        from dataclasses import replace
+
         s = settings or ViewSettings()
-        cloud = self.cloud(cloud_id)
+        cloud = self.shown_cloud(cloud_id, s.up)
         names = [checkpoint] + [c for c in (compare or []) if c and c != checkpoint]
         names = list(dict.fromkeys(names))
         note = ""
         if len(names) > MAX_COMPARE:
             note = f" (showing the first {MAX_COMPARE} of {len(names)} checkpoints)"
             names = names[:MAX_COMPARE]
-        main = self.maps(checkpoint, cloud.cloud_id)
+        mains = self.patchings(checkpoint, cloud.cloud_id, s)
+        main = mains[0]
         query = min(max(s.query, 0), main.n_patches - 1)
 
         panels: list[Panel] = []
         if len(names) == 1 and s.mode == "heads":
             layer = _layer_index(s.layer, main.n_layers)
             for h in range(main.n_heads):
-                pv = np.asarray(main.maps.cls_to_patches(layer, h), dtype=np.float32)
-                if s.keep < 1.0:
-                    from pcdviz.attention import mass_threshold
-
-                    pv = np.where(mass_threshold(pv, s.keep), pv, 0.0).astype(np.float32)
-                panels.append(Panel(f"head {h}", main.to_display(pv), pv, checkpoint, mv=main))
-            caption = f"CLS → patches, all {main.n_heads} heads of layer {layer}" + (f", top {s.keep:.0%} of mass" if s.keep < 1 else "")
+                p = self._panel(mains, replace(s, mode="heads", head=str(h)))
+                p.title = f"head {h}" + (" · near uniform" if p.extra["near_uniform"] else "")
+                panels.append(p)
+            what = "CLS → patches" if main.maps.has_cls else "mean attention received (the model has no CLS token)"
+            caption = f"{what}, all {main.n_heads} heads of layer {layer}" + (f", top {s.keep:.0%} of mass" if s.keep < 1 else "")
+            if s.patchings > 1:
+                caption += f" · mean of {s.patchings} patchings"
         else:
             query_xyz = np.asarray(main.maps.centers[query]) if len(names) > 1 and s.mode in ("query", "crop") else None
             for name in names:
-                mv = main if name == checkpoint else self.maps(name, cloud.cloud_id)
-                pv, title, extra = self.patch_values(mv, s, query_xyz if mv is not main else None)
+                mvs = mains if name == checkpoint else self.patchings(name, cloud.cloud_id, s)
+                # models of other depths show the layer at the same relative depth (the last for the last)
+                s_panel = replace(s, layer=relative_layer(s.layer, main.n_layers, mvs[0].n_layers))
+                p = self._panel(mvs, s_panel, query_xyz if name != checkpoint else None,
+                                "" if len(names) == 1 else f"{name}: ")
+                mv = p.mv
                 if mv is main:
-                    first_title = title
-                p = Panel(title if len(names) == 1 else f"{name}: {title}", mv.to_display(pv), pv, name, mv=mv)
+                    first_title = p.title
                 if s.mode in ("query", "crop"):
-                    if "crop_idx" in extra:
+                    if "crop_idx" in p.extra:
                         in_crop = np.zeros(len(mv.maps.points), dtype=bool)
-                        in_crop[extra["crop_idx"]] = True
+                        in_crop[p.extra["crop_idx"]] = True
                         p.highlight = in_crop[mv.nearest]
                     else:
-                        p.highlight = mv.patch_mask(extra["query"])
+                        p.highlight = mv.patch_mask(p.extra["query"])
                 panels.append(p)
                 if s.mode == "crop" and len(names) == 1:  # beside it, the teacher's attention on the whole shape
-                    att = self.patch_values(mv, ViewSettings(**{**s.__dict__, "mode": "cls"}))[0]
-                    panels.append(Panel((f"{name}: " if len(names) > 1 else "") + f"teacher CLS → patches · layer "
-                                        f"{extra['layer']} · " + (f"head {extra['head']}" if isinstance(extra['head'], int) else f"{extra['head']} of heads"),
-                                        mv.to_display(att), att, name, highlight=p.highlight, mv=mv))
+                    t = self._panel(mvs, replace(s, mode="cls"))
+                    t.title = "teacher " + t.title
+                    t.highlight = p.highlight
+                    panels.append(t)
             caption = panels[0].title if len(names) == 1 else f"{len(names)} checkpoints · {first_title}"
+        caption += self._caption_notes(checkpoint, cloud, s, panels)
         if s.show_centers:
             for p in panels:
                 p.centers = np.asarray(p.mv.maps.centers, dtype=np.float32)
@@ -836,6 +1056,26 @@ class Explorer:
         shared = len(names) > 1 or (s.mode == "heads")
         fig = self._figure(cloud, panels, s, shared_scale=shared)
         return View(fig, panels, caption + note, cloud, s, query)
+
+    def _caption_notes(self, checkpoint: str, cloud: LoadedCloud, s: ViewSettings, panels: list[Panel]) -> str:
+        """What the status line adds to the title: near-uniform maps, and in query mode the query dependence."""
+        from pcdviz.attention import NEAR_UNIFORM_TOL, QUERY_DEPENDENCE_LOW
+
+        notes = ""
+        flat = [p for p in panels if p.extra.get("near_uniform")]
+        if flat:
+            which = "the map is" if len(panels) == 1 else f"{len(flat)} of {len(panels)} maps are"
+            notes += (f" · ⚠️ near uniform: {which} within ±{NEAR_UNIFORM_TOL:.0%} of uniform on every patch, "
+                      f"so the colours stay nearly flat (an untrained model looks like this)")
+        if s.mode == "query":
+            dep = self.query_dependence(checkpoint, cloud.cloud_id, s)
+            layer = panels[0].extra.get("layer") or 0
+            best = int(np.argmax(dep))
+            notes += " · query dependence by layer: " + " · ".join(f"{i}: {d:.3f}" for i, d in enumerate(dep))
+            if dep[layer] < QUERY_DEPENDENCE_LOW:
+                notes += (f" · ⚠️ at layer {layer} every query patch gets nearly the same map (dependence "
+                          f"{dep[layer]:.3f} < {QUERY_DEPENDENCE_LOW}; 0 = identical maps); layer {best} differs most")
+        return notes
 
     def _figure(self, cloud: LoadedCloud, panels: list[Panel], s: ViewSettings, shared_scale: bool):
         """Hand the panels to render, decimating further when several panels share the payload."""
@@ -853,35 +1093,42 @@ class Explorer:
         # the .npz export has the mapping (display_source_index) instead.
         point_ids = None
         values = [cut(p.values) for p in panels]
-        cmin, cmax = _color_limits(np.concatenate(values) if shared_scale else values[0], s.color_range)
+        limits = [_color_limits(v, s.color_range, _level(p, s)) for v, p in zip(values, panels)]
+        if shared_scale:
+            limits = [_color_limits(np.concatenate(values), s.color_range, _level(panels[0], s))] * len(panels)
+        (cmin, cmax), titles_cb = limits[0], [_unit_title(p, s) for p in panels]
         size = s.point_size or auto_point_size(len(pts), len(panels))
         common = dict(colorscale=s.colorscale, point_size=size, camera=s.camera, point_ids=point_ids)
         if len(panels) == 1:
             p = panels[0]
             return render.cloud_figure(pts, values[0], title=p.title, cmin=cmin, cmax=cmax, centers=p.centers,
-                                       highlight=cut(p.highlight), hover=cut(p.mv.point_patch), height=640, **common)
+                                       highlight=cut(p.highlight), hover=cut(p.mv.point_patch), height=PLOT_HEIGHT,
+                                       colorbar_title=titles_cb[0], **common)
         titles = [p.title for p in panels]
         centers = [p.centers for p in panels] if panels[0].centers is not None else None
         hover = [cut(p.mv.point_patch) for p in panels]
         if s.mode == "heads" and all(p.checkpoint == panels[0].checkpoint for p in panels):
             return render.heads_grid_figure(pts, values, titles, cmin=cmin, cmax=cmax, centers=centers, hover=hover,
-                                            **common)
+                                            colorbar_title=titles_cb[0], height=PLOT_HEIGHT, **common)
         highlight = [cut(p.highlight) for p in panels] if panels[0].highlight is not None else None
-        if not shared_scale:
-            cmin = cmax = None  # each panel its own range (local <-> global: cosine beside attention)
+        if not shared_scale:  # each panel its own range (local <-> global: cosine beside attention)
+            cmin, cmax = [lo for lo, _ in limits], [hi for _, hi in limits]
         return render.compare_figure(pts, values, titles, shared_scale=shared_scale, cmin=cmin, cmax=cmax,
                                      centers=centers, highlight=highlight, hover=hover,
+                                     colorbar_title=titles_cb if not shared_scale else titles_cb[0],
                                      height=480 if len(panels) <= 2 else 420, **common)
 
-    def pick(self, checkpoint: str, cloud_id: str, xyz) -> int:
-        """The query patch nearest a clicked point (x, y, z in the displayed, normalised coordinates)."""
+    def pick(self, checkpoint: str, cloud_id: str, xyz, settings: ViewSettings | None = None) -> int:
+        """The query patch nearest a clicked point (x, y, z in the displayed coordinates: normalised and turned
+        to the view's up axis) among the centres of the view's first patching."""
+        s = settings or ViewSettings()
         try:
             xyz = np.asarray([float(v) for v in xyz], dtype=np.float64)
         except (TypeError, ValueError):
             raise ExplorerError("The clicked point has no usable coordinates.") from None
         if xyz.shape != (3,) or not np.isfinite(xyz).all():
             raise ExplorerError("The clicked point has no usable coordinates.")
-        return self.maps(checkpoint, cloud_id).nearest_patch(xyz)
+        return self.maps(checkpoint, self.shown_cloud(cloud_id, s.up).cloud_id, s.fps_start).nearest_patch(xyz)
 
     # ----------------------------------------------------------------- exports
 
@@ -899,33 +1146,45 @@ class Explorer:
 
     @staticmethod
     def _stem(view: View) -> str:
+        """pcdviz_<checkpoints>_<cloud>_<mode>[_layerL][_<head>][_q<query>]: what is on screen, in the name."""
         names = "+".join(dict.fromkeys(p.checkpoint for p in view.panels))
-        return f"pcdviz_{names}_{Path(view.cloud.title.split(' (')[0]).stem}_{view.settings.mode}"
+        s, extra = view.settings, view.panels[0].extra
+        bits = [f"pcdviz_{names}_{Path(view.cloud.title.split(' (')[0]).stem}_{s.mode}"]
+        if extra.get("layer") is not None:
+            bits.append(f"layer{extra['layer']}")
+        head = extra.get("head")
+        if s.mode != "heads" and head is not None:
+            bits.append(f"head{head}" if isinstance(head, int) else str(head))
+        if "query" in extra:
+            bits.append(f"q{extra['query']}")
+        return "_".join(bits)
+
+    @staticmethod
+    def _page_title(view: View) -> str:
+        names = ", ".join(dict.fromkeys(p.checkpoint for p in view.panels))
+        return f"pcdviz · {names} · {view.cloud.title} · {view.caption.split(' · ⚠️')[0]}"
 
     def export_html(self, view: View) -> Path:
         """The figure on screen as a standalone HTML file (plotly.js inlined: opens offline)."""
         from pcdviz import render
 
         path = self._export_path(self._stem(view), ".html")
-        if hasattr(render, "figure_to_html"):
-            html = render.figure_to_html(view.figure)
-        else:
-            html = view.figure.to_html(include_plotlyjs=True, full_html=True)
-        path.write_text(html, encoding="utf-8")
+        path.write_text(render.figure_to_html(view.figure, title=self._page_title(view)), encoding="utf-8")
         return path
 
     def export_ply(self, view: View) -> Path:
-        """The cloud with the first panel's values as colours (and as a scalar property) in a PLY."""
+        """The cloud in the file's own coordinates, with the first panel's values as colours (on the view's colour
+        range) and as a scalar property, in a PLY."""
         from pcdviz import io
 
         p = view.panels[0]
         values = p.values
         if view.settings.mode == "heads" and len(view.panels) > 1:  # one colour per point: the mean over heads
             values = np.mean([q.values for q in view.panels], axis=0).astype(np.float32)
-        cmin, cmax = _color_limits(values, view.settings.color_range)
+        cmin, cmax = _color_limits(values, view.settings.color_range, _level(p, view.settings))
         colors = colorize(values, view.settings.colorscale, cmin, cmax)
         path = self._export_path(self._stem(view), ".ply")
-        io.save_ply(path, view.cloud.points, colors, scalar=values)
+        io.save_ply(path, view.cloud.file_points(), colors, scalar=values)
         return path
 
     def export_npz(self, view: View) -> Path:
@@ -946,7 +1205,8 @@ class Explorer:
                            pre + "group_idx": np.asarray(m.group_idx), pre + "model_points": np.asarray(m.points),
                            pre + "cls_feature": np.asarray(m.cls_feature), pre + "patch_tokens": np.asarray(m.patch_tokens),
                            pre + "display_to_model_point": p.mv.nearest})
-        meta = {"checkpoints": seen, "cloud": view.cloud.cloud_id, "title": view.cloud.title,
+        arrays["display_points_file"] = view.cloud.file_points()   # the same points in the file's coordinates
+        meta = {"checkpoints": seen, "cloud": view.cloud.cloud_id, "title": view.cloud.title, "up": view.cloud.up,
                 "panels": [p.title for p in view.panels], "settings": {k: v for k, v in view.settings.__dict__.items()}}
         arrays["meta_json"] = np.array(json.dumps(meta))
         path = self._export_path(self._stem(view), ".npz")
@@ -1011,6 +1271,14 @@ def _fmt_score(v) -> str:
     return str(v)
 
 
+def relative_layer(layer: int, n_from: int, n_to: int) -> int:
+    """Layer `layer` of a model n_from deep, at the same relative depth in a model n_to deep (-1 stays last)."""
+    layer = _layer_index(layer, n_from)
+    if n_from == n_to:
+        return layer
+    return n_to - 1 if n_from <= 1 else int(round(layer * (n_to - 1) / (n_from - 1)))
+
+
 def _layer_index(layer: int, n_layers: int) -> int:
     """-1 (or anything past the end) means the last layer."""
     return n_layers - 1 if layer < 0 or layer >= n_layers else int(layer)
@@ -1027,12 +1295,20 @@ def auto_point_size(n_points: int, n_panels: int = 1) -> float:
     return float(np.clip(size, 1.0, 3.5))
 
 
-def _color_limits(values: np.ndarray, how: str) -> tuple[float, float]:
+def _color_limits(values: np.ndarray, how: str, level: float | None = 1.0) -> tuple[float, float]:
+    """(cmin, cmax) of a view. level: the map's uniform value (1 in multiples of uniform, mean weight in raw
+    units), or None for a cosine map. "auto": 0 to max, but never narrower than 0 to 2x uniform, so a map
+    within a few % of uniform stays one flat colour instead of being stretched over the whole scale (a
+    cosine map: -1 to 1)."""
     v = np.asarray(values, dtype=np.float32)
     v = v[np.isfinite(v)]
+    if how == "auto" and level is None:
+        return -1.0, 1.0
     if v.size == 0:
         return 0.0, 1.0
-    if how == "zero":
+    if how == "auto":
+        lo, hi = 0.0, max(float(v.max()), 2.0 * float(level))
+    elif how == "zero":
         lo, hi = 0.0, float(v.max())
     elif how == "robust":
         lo, hi = (float(x) for x in np.percentile(v, [2, 98]))
@@ -1041,6 +1317,35 @@ def _color_limits(values: np.ndarray, how: str) -> tuple[float, float]:
     if not hi > lo:
         hi = lo + 1e-6
     return lo, hi
+
+
+def _level(panel: Panel, s: ViewSettings) -> float | None:
+    """The uniform value of a panel's map in the units shown (None: a cosine map, not attention)."""
+    return panel.extra.get("uniform_level")
+
+
+def _unit_title(panel: Panel, s: ViewSettings) -> str:
+    """The colour bar's title: what the numbers are."""
+    if "uniform_level" not in panel.extra:
+        return "cosine<br>similarity"
+    return "× uniform<br>(1 = even)" if s.units == "uniform" else "attention<br>weight"
+
+
+def _with_fps_start(model, start: str):
+    """The model itself when its FPS already starts at `start`, else a shallow copy that shares every weight and
+    differs only in config.fps_start (the checkpoint's own config, and model.py's defaults, stay as they are)."""
+    import copy
+    from dataclasses import replace
+
+    if getattr(model.config, "fps_start", "index0") == start:
+        return model
+    variants = model.__dict__.setdefault("_pcdviz_fps_variants", {})
+    if start not in variants:
+        twin = copy.copy(model)           # new __dict__, same parameters and submodules
+        twin.__dict__["_pcdviz_fps_variants"] = variants
+        object.__setattr__(twin, "config", replace(model.config, fps_start=start))
+        variants[start] = twin
+    return variants[start]
 
 
 def colorize(values: np.ndarray, colorscale: str, cmin: float, cmax: float) -> np.ndarray:

@@ -39,6 +39,7 @@ class _Quantizer:
         else:
             lo = hi = np.zeros(3)
         self.center = (lo + hi) / 2.0
+        self.extent = hi - lo
         half = float(np.max(hi - lo)) / 2.0
         # one scale for all axes keeps the aspect ratio under aspectmode 'data'
         self.scale = _INT16_MAX / half if half > 0 else 1.0
@@ -50,6 +51,12 @@ class _Quantizer:
         else:
             q = np.clip(np.rint((p - self.center) * self.scale), -_INT16_MAX, _INT16_MAX).astype(np.int16)
         return np.ascontiguousarray(q[:, 0]), np.ascontiguousarray(q[:, 1]), np.ascontiguousarray(q[:, 2])
+
+    def aspect(self) -> dict:
+        """Scene proportions: each axis's extent over the longest (a flat axis keeps a sliver, 1 %)."""
+        top = float(np.max(self.extent)) if np.max(self.extent) > 0 else 1.0
+        r = [max(float(e) / top, 0.01) for e in self.extent]
+        return dict(aspectmode="manual", aspectratio=dict(x=r[0], y=r[1], z=r[2]))
 
     def meta(self) -> dict:
         if self.exact:
@@ -148,11 +155,17 @@ def _cloud_traces(points, values, q: _Quantizer, *, scene: str, colorscale, cmin
     return traces
 
 
-def _scene_layout(camera, domain=None) -> dict:
-    """A clean scene: no axes, white background, the data's own aspect ratio, the given camera."""
+def _scene_layout(camera, domain=None, q: "_Quantizer | None" = None) -> dict:
+    """A clean scene: no axes, white background, the data's own proportions, the given camera.
+
+    The proportions are set by hand (aspectratio = extent / longest extent) rather than aspectmode "data",
+    which scales the box so the product of its sides is 1: a long cloud's longest side then grows past the
+    default camera's view (sofia.stl, 164 x 32 x 24, ran out of it). With the longest side 1 every cloud
+    fits the unit box the default camera frames, whatever its proportions."""
     axis = dict(visible=False, showgrid=False, zeroline=False, showticklabels=False, title="")
-    scene = dict(xaxis=axis, yaxis=axis, zaxis=axis, aspectmode="data", bgcolor="white",
+    scene = dict(xaxis=axis, yaxis=axis, zaxis=axis, bgcolor="white",
                  camera=camera if camera is not None else DEFAULT_CAMERA)
+    scene.update(q.aspect() if q is not None else dict(aspectmode="data"))
     if domain is not None:
         scene["domain"] = domain
     return scene
@@ -170,8 +183,10 @@ def _base_layout(title: str, q: _Quantizer, height: int | None, top: int = 10) -
     return layout
 
 
-def _colorbar(x: float | None = None, y: float | None = None, length: float = 0.8) -> dict:
+def _colorbar(x: float | None = None, y: float | None = None, length: float = 0.8, title: str | None = None) -> dict:
     cb = dict(thickness=14, len=length, outlinewidth=0, tickfont=dict(color="#222222"))
+    if title:
+        cb["title"] = dict(text=title, side="top", font=dict(color="#222222", size=11))
     if x is not None:
         cb.update(x=x, xanchor="left")
     if y is not None:
@@ -181,20 +196,21 @@ def _colorbar(x: float | None = None, y: float | None = None, length: float = 0.
 
 def cloud_figure(points, values=None, *, title="", colorscale="Viridis", cmin=None, cmax=None,
                  point_size=3, centers=None, highlight=None, hover=None, camera=None,
-                 point_ids=None, exact_xyz=False, height=None) -> go.Figure:
+                 point_ids=None, exact_xyz=False, height=None, colorbar_title=None) -> go.Figure:
     """One cloud (N, 3) coloured by values (N,) with a colour bar; optional patch centres and highlighted points.
 
     hover: optional (N,) non-negative ints shown as "patch" (e.g. AttentionMaps.point_patch);
     point_ids: optional (N,) original point indices (when the display is decimated), else plotly's pointNumber;
-    highlight: indices or a bool mask of points drawn larger on top; camera: a plotly scene camera dict.
+    highlight: indices or a bool mask of points drawn larger on top; camera: a plotly scene camera dict;
+    colorbar_title: what the values are (shown above the colour bar).
     """
     q = _Quantizer([points, centers], exact_xyz)
     lo, hi = _colour_range([values], cmin, cmax)
     data = _cloud_traces(points, values, q, scene="scene", colorscale=colorscale, cmin=lo, cmax=hi,
                          point_size=point_size, centers=centers, highlight=highlight, hover=hover,
-                         point_ids=point_ids, showscale=True, colorbar=_colorbar())
+                         point_ids=point_ids, showscale=True, colorbar=_colorbar(title=colorbar_title))
     layout = _base_layout(title, q, height)
-    layout["scene"] = _scene_layout(camera)
+    layout["scene"] = _scene_layout(camera, q=q)
     return go.Figure(data=data, layout=layout)  # built from plain dicts in one go: ~20x faster than update_*
 
 
@@ -214,8 +230,11 @@ def _grid_domains(n: int, cols: int, title_h: float, gap: float = 0.01):
 
 def _grid_figure(points_list, values_list, titles, *, cols: int, shared_scale: bool, colorbar_each: bool,
                  title="", colorscale="Viridis", cmin=None, cmax=None, point_size=2, centers=None, highlight=None,
-                 hover=None, camera=None, point_ids=None, exact_xyz=False, height=None) -> go.Figure:
-    """Scenes on a grid, one cloud each, the same camera everywhere; one shared colour scale if asked."""
+                 hover=None, camera=None, point_ids=None, exact_xyz=False, height=None,
+                 colorbar_title=None) -> go.Figure:
+    """Scenes on a grid, one cloud each, the same camera everywhere; one shared colour scale if asked.
+
+    Without a shared scale, cmin, cmax and colorbar_title may be lists with one entry per panel."""
     n = len(values_list)
     if n == 0:
         raise ValueError("nothing to draw: no values given")
@@ -229,6 +248,10 @@ def _grid_figure(points_list, values_list, titles, *, cols: int, shared_scale: b
         """One value for all panels, or a list/tuple of n per-panel entries (each None or an array)."""
         each = isinstance(a, (list, tuple)) and len(a) == n and all(x is None or np.ndim(x) > 0 for x in a)
         return a[i] if each else a
+
+    def each(a, i):
+        """One scalar (or None) for all panels, or a list of n (cmin, cmax, colour bar titles)."""
+        return a[i] if isinstance(a, (list, tuple)) else a
 
     cols = max(1, min(cols, n))
     rows = math.ceil(n / cols)
@@ -244,18 +267,18 @@ def _grid_figure(points_list, values_list, titles, *, cols: int, shared_scale: b
         cb = None
         if shared_scale:
             (lo, hi), showscale = shared, i == 0
-            cb = _colorbar() if showscale else None
+            cb = _colorbar(title=each(colorbar_title, 0)) if showscale else None
         else:  # a colour bar in a strip at the right of each panel (comparison), or none (heads grid)
-            lo, hi = _colour_range([values_list[i]], cmin, cmax)
+            lo, hi = _colour_range([values_list[i]], each(cmin, i), each(cmax, i))
             showscale = colorbar_each
             if showscale:
                 dx = [dx[0], dx[1] - _COLORBAR_STRIP]
-                cb = _colorbar(x=dx[1] + 0.005, y=sum(dy) / 2, length=0.6 / rows)
+                cb = _colorbar(x=dx[1] + 0.005, y=sum(dy) / 2, length=0.6 / rows, title=each(colorbar_title, i))
         data += _cloud_traces(points_list[i], values_list[i], q, scene=scene, colorscale=colorscale, cmin=lo,
                               cmax=hi, point_size=point_size, centers=per(centers, i),
                               highlight=per(highlight, i), hover=per(hover, i), point_ids=per(point_ids, i),
                               showscale=showscale, colorbar=cb)
-        layout[scene] = _scene_layout(camera, dict(x=dx, y=dy))
+        layout[scene] = _scene_layout(camera, dict(x=dx, y=dy), q)
         if titles[i]:
             annotations.append(dict(text=titles[i], x=sum(dx) / 2, y=dy[1], xref="paper", yref="paper",
                                     xanchor="center", yanchor="bottom", showarrow=False, font=FONT))
@@ -289,6 +312,12 @@ def compare_figure(points_list, values_list, titles, *, shared_scale=True, camer
                         shared_scale=shared_scale, colorbar_each=True, camera=camera, **kw)
 
 
-def figure_to_html(fig: go.Figure) -> str:
-    """Standalone HTML of a figure with plotly.js inlined (opens offline)."""
-    return fig.to_html(include_plotlyjs=True, full_html=True, config={"displaylogo": False})
+def figure_to_html(fig: go.Figure, title: str | None = None) -> str:
+    """Standalone HTML of a figure with plotly.js inlined (opens offline); `title` is the page's <title>
+    (default: the figure's title, else "pcdviz")."""
+    import html
+
+    text = fig.to_html(include_plotlyjs=True, full_html=True, config={"displaylogo": False})
+    if title is None:
+        title = (fig.layout.title.text if fig.layout.title and fig.layout.title.text else None) or "pcdviz"
+    return text.replace("<head>", f"<head><title>{html.escape(str(title))}</title>", 1)

@@ -147,7 +147,7 @@ def test_query_patch_by_number_and_by_click(ex, chair):
     mv = ex.maps("seed1", chair.cloud_id)
     q = 7
     assert ex.pick("seed1", chair.cloud_id, mv.maps.centers[q]) == q
-    v = ex.view("seed1", chair.cloud_id, ViewSettings(mode="query", query=q, show_centers=True))
+    v = ex.view("seed1", chair.cloud_id, ViewSettings(mode="query", query=q, show_centers=True, units="raw"))
     assert v.panels[0].highlight.sum() > 0 and "patch 7 → patches" in v.caption
     names = [t.name for t in v.figure.data]
     assert "patch centres" in names and "highlight" in names
@@ -158,7 +158,7 @@ def test_query_patch_by_number_and_by_click(ex, chair):
 
 
 def test_local_global_crop_beside_teacher_attention(ex, chair):
-    v = ex.view("seed1", chair.cloud_id, ViewSettings(mode="crop", query=5, crop_ratio=0.3))
+    v = ex.view("seed1", chair.cloud_id, ViewSettings(mode="crop", query=5, crop_ratio=0.3, units="raw"))
     crop, teacher = v.panels
     assert crop.highlight.sum() > 0 and (crop.highlight == teacher.highlight).all()
     assert -1.0 <= crop.patch_values.min() and crop.patch_values.max() <= 1.0  # cosine similarities
@@ -370,8 +370,8 @@ def client(launched, ckpt_dir):
     return Client(launched[1], verbose=False, download_files=str(ckpt_dir.parent / "downloads"))
 
 
-ENDPOINTS = ["/view", "/select_checkpoint", "/load_shape", "/load_mesh", "/load_upload", "/pick_point",
-             "/export_html", "/export_ply", "/export_npz"]
+ENDPOINTS = ["/view", "/set_mode", "/set_options", "/select_checkpoint", "/load_shape", "/load_mesh", "/load_upload",
+             "/refuse_upload", "/pick_point", "/export_html", "/export_ply", "/export_npz"]
 
 
 def _decode(a) -> np.ndarray:
@@ -432,15 +432,16 @@ def test_app_every_view_mode_and_checkpoint_switch(client):
 
 def test_app_click_picks_query_patch_and_compare(client):
     cid, *_ = client.predict(category="table", api_name="/load_shape")
-    query, mode, plot, status = client.predict(click=json.dumps({"x": 0.0, "y": 0.5, "z": 0.0}), cloud_id=cid,
-                                               checkpoint="seed1", mode="cls", api_name="/pick_point")
+    query, mode, layer, plot, status = client.predict(click=json.dumps({"x": 0.0, "y": 0.5, "z": 0.0}), cloud_id=cid,
+                                                      checkpoint="seed1", mode="cls", api_name="/pick_point")
     assert mode == "query" and isinstance(query, (int, float)) and f"clicked patch {int(query)}" in status
+    assert f"layer {int(layer)}" in status   # query mode starts on the layer whose maps depend most on the query
     plot, status = client.predict(cloud_id=cid, checkpoint="seed1", compare=["random-tiny", "shallow"],
                                   camera=json.dumps(CAMERA), api_name="/view")
     fig = json.loads(plot["plot"])
     scenes = [k for k in fig["layout"] if k.startswith("scene")]
     assert len(scenes) == 3 and all(fig["layout"][k]["camera"]["eye"]["y"] == 2.0 for k in scenes)
-    _, _, _, status = client.predict(click="not a point", cloud_id=cid, api_name="/pick_point")
+    *_, status = client.predict(click="not a point", cloud_id=cid, api_name="/pick_point")
     assert status.startswith("⚠️")
 
 

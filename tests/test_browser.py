@@ -167,3 +167,97 @@ def test_upload_change_head_click_and_compare(page):
     eyes = page.evaluate(CAMERAS)
     assert all(e == pytest.approx(moved, abs=1e-3) for e in eyes), f"camera reset on update: {eyes} vs {moved}"
     page.screenshot(path=str(ARTIFACTS / "06_compare_after_update.png"))
+
+
+# --------------------------------------------------------------------------- issue 15: slider, grid, small fixes
+
+
+@pytest.fixture
+def fresh(app_url):
+    """A page of its own (the module's page has been through uploads, clicks and a comparison)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        pg = browser.new_page(viewport={"width": 1440, "height": 960})   # a 1080p screen less the browser's bars
+        pg.set_default_timeout(30_000)
+        joins = []   # every event the page sends to the server's queue
+        pg.on("request", lambda r: joins.append(r.post_data_json) if "/queue/join" in r.url else None)
+        pg.goto(app_url)
+        pg.wait_for_selector(PLOT)
+        pg.wait_for_timeout(1000)
+        pg.joins = joins
+        yield pg
+        browser.close()
+
+
+def _settle(page, ms: int = 1500):
+    page.wait_for_function("() => !document.querySelector('#pcd-status .pending, #pcd-plot .pending')")
+    page.wait_for_timeout(ms)
+
+
+def test_typing_a_layer_or_the_arrow_keys_redraw(fresh):
+    page = fresh
+    assert "layer 3" in _status(page)
+    before = np.array(page.evaluate(COLOURS))
+    box = page.locator("#pcd-layer input[type=number]")
+    box.fill("1")                     # typed into the slider's number box, then Enter
+    box.press("Enter")
+    _wait_status(page, "layer 1 ·")
+    assert int(page.locator("#pcd-layer input[type=range]").input_value()) == 1
+    typed = np.array(page.evaluate(COLOURS))
+    assert not np.allclose(typed, before), "typing a layer moved the control but did not redraw"
+    rng = page.locator("#pcd-layer input[type=range]")
+    rng.focus()
+    rng.press("ArrowRight")           # the arrow keys on the slider
+    _wait_status(page, "layer 2 ·")
+    rng.press("ArrowLeft")
+    rng.press("ArrowLeft")
+    _wait_status(page, "layer 0 ·")
+    assert not np.allclose(np.array(page.evaluate(COLOURS)), typed)
+    keep = page.locator("#pcd-keep input[type=number]")
+    keep.fill("0.5")                  # the keep-mass box with Enter
+    keep.press("Enter")
+    _wait_status(page, "top 50% of mass")
+    page.screenshot(path=str(ARTIFACTS / "07_typed_layer_and_keep.png"))
+
+
+def test_one_request_per_head_change_and_the_compare_list(fresh):
+    page = fresh
+    _settle(page)
+    shown = page.locator("#pcd-checkpoint input").input_value()
+    labels = page.locator("#pcd-compare label")
+    visible = [labels.nth(i).inner_text().strip() for i in range(labels.count()) if labels.nth(i).is_visible()]
+    assert shown not in visible and visible, f"the compare list offers the checkpoint shown ({shown}): {visible}"
+    n = len(page.joins)
+    page.locator("#pcd-head input").click()
+    page.get_by_role("option", name="head 3", exact=True).click()
+    _wait_status(page, "head 3")
+    _settle(page)
+    sent = page.joins[n:]
+    assert len(sent) == 1, f"a head change sent {len(sent)} events: {sent}"
+
+
+def test_heads_grid_fits_where_the_single_view_was(fresh):
+    page = fresh
+    single = page.locator(PLOT).bounding_box()
+    page.locator("#pcd-mode label", has_text="all heads").click()
+    _wait_status(page, "all 6 heads")
+    page.wait_for_timeout(1500)
+    grid = page.locator(PLOT).bounding_box()
+    assert grid["height"] <= single["height"] + 1, (single, grid)     # both rows in the single view's place
+    doms = page.evaluate(f"""() => {{ const l = document.querySelector('{PLOT}')._fullLayout;
+        return Object.keys(l).filter(k => /^scene\\d*$/.test(k)).map(k => l[k].domain.y[0]); }}""")
+    assert len(doms) == 6 and len({round(d, 3) for d in doms}) == 2   # two rows of three
+    assert grid["y"] + grid["height"] <= page.viewport_size["height"] + 1, "the second row is below the fold"
+    page.screenshot(path=str(ARTIFACTS / "08_heads_grid.png"))
+
+
+def test_a_refused_file_replaces_the_status(fresh, tmp_path):
+    page = fresh
+    page.get_by_role("tab", name="Upload").click()
+    bad = tmp_path / "notes.docx"
+    bad.write_bytes(b"PK\x03\x04 not a point cloud")
+    page.locator("#pcd-upload input[type=file]").set_input_files(str(bad))
+    _wait_status(page, "notes.docx was not loaded")
+    assert "its type is not one the app reads" in _status(page)

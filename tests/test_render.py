@@ -35,7 +35,9 @@ def test_cloud_figure_structure():
     assert t.text is None and t.hovertext is None            # no per-point strings
     assert "%{pointNumber}" in t.hovertemplate and "%{marker.color" in t.hovertemplate
     sc = fig.layout.scene
-    assert sc.aspectmode == "data" and sc.xaxis.visible is False and sc.zaxis.visible is False
+    assert sc.aspectmode == "manual" and sc.xaxis.visible is False and sc.zaxis.visible is False
+    ext = np.ptp(pts, 0)
+    assert [sc.aspectratio.x, sc.aspectratio.y, sc.aspectratio.z] == pytest.approx(list(ext / ext.max()), rel=1e-3)
     assert sc.camera.eye.x == DEFAULT_CAMERA["eye"]["x"]
     assert np.asarray(t.x).dtype == np.int16                  # compact coordinates...
     np.testing.assert_allclose(decode_xyz(fig, t), pts, atol=2e-4 * np.abs(pts).max())   # ...that decode back
@@ -107,7 +109,7 @@ def test_heads_grid_shares_camera_and_colour_scale():
     assert point_traces[0].marker.cmax == pytest.approx(float(heads[-1].max()))
     assert sum(bool(t.marker.showscale) for t in point_traces) == 1  # one colour bar
     for s in scenes(fig):
-        assert fig.layout[s].camera.eye.x == 1.0 and fig.layout[s].aspectmode == "data"
+        assert fig.layout[s].camera.eye.x == 1.0 and fig.layout[s].aspectmode == "manual"
     assert [a.text for a in fig.layout.annotations] == [f"head {i}" for i in range(6)]
     own = heads_grid_figure(pts, heads, [str(i) for i in range(6)], shared_scale=False, cols=6)
     assert len({t.marker.cmax for t in own.data}) == 6
@@ -137,6 +139,9 @@ def test_figure_to_html_is_standalone():
     pts, vals = cloud(500)
     html = figure_to_html(cloud_figure(pts, vals))
     assert "<html" in html[:100].lower() and "Plotly.newPlot" in html
+    assert "<title>pcdviz</title>" in html[:300]
+    assert "<title>a &lt;b&gt; title</title>" in figure_to_html(cloud_figure(pts, vals), title="a <b> title")[:300]
+    assert "<title>head 0</title>" in figure_to_html(cloud_figure(pts, vals, title="head 0"))[:300]
     assert len(html) > 1_000_000                                   # plotly.js inlined
     assert 'src="http' not in html and "cdn.plot.ly" not in html.split("Plotly.newPlot")[-1]
 
@@ -149,3 +154,23 @@ def test_figure_build_time_at_2048_points():
     grid = median_seconds(lambda: heads_grid_figure(pts, heads, [str(i) for i in range(6)], centers=pts[:64]).to_json(), n=7)
     print(f"\nmedian build + to_json at 2048 points: one cloud {one * 1e3:.1f} ms, 6-head grid {grid * 1e3:.1f} ms")
     assert one < 0.5 and grid < 2.0
+
+
+def test_long_clouds_fit_the_default_view_and_colour_bars_say_what_they_show():
+    pts, vals = cloud()
+    long = pts * np.array([164.0, 32.0, 24.0]) / 3   # sofia.stl's proportions
+    sc = cloud_figure(long, vals, colorbar_title="× uniform").layout.scene
+    assert max(sc.aspectratio.x, sc.aspectratio.y, sc.aspectratio.z) == pytest.approx(1.0)  # the box the camera frames
+    assert sc.aspectratio.x == pytest.approx(1.0) and sc.aspectratio.y == pytest.approx(32 / 164, rel=0.2)
+    flat = pts.copy()
+    flat[:, 2] = 0.0
+    assert cloud_figure(flat, vals).layout.scene.aspectratio.z == pytest.approx(0.01)  # a flat cloud keeps a sliver
+    fig = cloud_figure(pts, vals, colorbar_title="× uniform")
+    assert fig.data[0].marker.colorbar.title.text == "× uniform"
+    own = compare_figure(pts, [vals, vals * 2], ["cos", "att"], shared_scale=False, cmin=[-1.0, 0.0], cmax=[1.0, 5.0],
+                         colorbar_title=["cosine", "× uniform"])
+    pt = [t for t in own.data if t.name == "points"]
+    assert [(t.marker.cmin, t.marker.cmax) for t in pt] == [(-1.0, 1.0), (0.0, 5.0)]
+    assert [t.marker.colorbar.title.text for t in pt] == ["cosine", "× uniform"]
+    grid = heads_grid_figure(pts, [vals] * 6, [str(i) for i in range(6)], height=640)
+    assert grid.layout.height == 640   # given a height, two rows of three in the single view's height: no row below the fold

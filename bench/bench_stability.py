@@ -1,0 +1,184 @@
+"""Stable maps: the same map for any point order, and under small jitter; what averaging patchings costs.
+
+    nice -n 10 .venv/bin/python bench/bench_stability.py [--checkpoint dwc-tiny] [--perms 4] [--jitters 3]
+
+Files: the real files in ../shared/samples (PROVENANCE.md there) and the meshes in Gradio's wheel; a mesh is
+sampled on its surface as pcdviz.io loads it. Each file's points are saved as .npy in --perms random point
+orders and loaded through the Explorer as uploads, as a person would. The map: CLS -> patches, last layer,
+mean of heads, one value per point (Explorer.view's display values), compared in the file's point order.
+
+- order overlap: for every pair of orders, |top 10% of points in one ∩ in the other| / (10% of N); mean
+  and minimum over the pairs (1 = the same most-attended points whatever the order).
+- jitter rho: Spearman rank correlation over the points between the map of the file and the map after every
+  point moved by 0.5% of the object's size (bounding-box diagonal) in a random direction; mean over
+  --jitters draws (1 = the same ranking).
+Variants: "index0" is the old rule (FPS from the file's first point, for the input and the centres);
+"geometric" starts at the point farthest from the centroid; "xK" averages the per-point maps of K patchings.
+Latency: server time (Explorer.view + the figure's JSON) at 2,048 points, medians of one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+import benchutil as bu  # noqa: E402  (sets OMP_WAIT_POLICY before torch loads)
+
+from pcdviz.explorer import Explorer, ViewSettings, gradio_assets_dir, resolve_up  # noqa: E402
+
+SAMPLES = REPO.parent / "shared" / "samples"
+VARIANTS = [("index0 x1", "index0", 1), ("geometric x1", "geometric", 1), ("geometric x4", "geometric", 4),
+            ("geometric x8", "geometric", 8), ("geometric x16", "geometric", 16), ("geometric x32", "geometric", 32)]
+
+
+def files() -> list[Path]:
+    """The real files: ../shared/samples, then Gradio's meshes."""
+    from pcdviz import io
+
+    out = sorted(p for p in SAMPLES.glob("*") if p.suffix.lower() in io.SUPPORTED_EXTENSIONS) if SAMPLES.is_dir() else []
+    g = gradio_assets_dir()
+    if g is not None:
+        out += sorted(p for p in g.iterdir() if p.suffix.lower() in io.SUPPORTED_EXTENSIONS)
+    return out
+
+
+def point_map(ex: Explorer, ckpt: str, path: Path, settings: ViewSettings) -> np.ndarray:
+    """The per-point map of a file uploaded through the Explorer, in the file's point order."""
+    cloud = ex.load_upload(path)
+    return ex.view(ckpt, cloud.cloud_id, settings).panels[0].values.astype(np.float64)
+
+
+def top_overlap(a: np.ndarray, b: np.ndarray, share: float = 0.1) -> float:
+    """|top share of a ∩ top share of b| / k (ties broken by point index, the same in both)."""
+    k = max(1, int(np.ceil(share * len(a))))
+    ta = np.argsort(-a, kind="stable")[:k]
+    tb = np.argsort(-b, kind="stable")[:k]
+    return len(np.intersect1d(ta, tb)) / k
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(a, b).statistic)
+
+
+def jittered(points: np.ndarray, rng: np.random.Generator, share: float = 0.005) -> np.ndarray:
+    """Every point moved by share x the bounding-box diagonal, in a uniformly random direction."""
+    size = float(np.linalg.norm(points.max(0) - points.min(0)))
+    d = rng.normal(size=points.shape)
+    d /= np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)
+    return (points.astype(np.float64) + share * size * d).astype(np.float32)
+
+
+def stability(ex: Explorer, ckpt: str, path: Path, tmp: Path, perms: int, jitters: int) -> dict:
+    """Per variant: (order overlap mean, min, jitter rho mean) for one file."""
+    from pcdviz import io
+
+    pc = io.load_point_cloud(path, decimate_to=ex.display_max)
+    pts = np.ascontiguousarray(pc.points, dtype=np.float32)
+    up = resolve_up(str(pc.info.get("format", "")))[0]   # the file's own auto axis, not the .npy's
+    rng = np.random.default_rng(0)
+    orders = [rng.permutation(len(pts)) for _ in range(perms)]
+    order_files, jitter_files = [], []
+    for i, perm in enumerate(orders):
+        np.save(tmp / f"{path.stem}_perm{i}.npy", pts[perm])
+        order_files.append(tmp / f"{path.stem}_perm{i}.npy")
+    np.save(tmp / f"{path.stem}_orig.npy", pts)
+    for j in range(jitters):
+        np.save(tmp / f"{path.stem}_jit{j}.npy", jittered(pts, rng))
+        jitter_files.append(tmp / f"{path.stem}_jit{j}.npy")
+    out = {"n": len(pts), "up": up}
+    for name, start, k in VARIANTS:
+        s = ViewSettings(fps_start=start, patchings=k, up=up)
+        maps = []
+        for perm, f in zip(orders, order_files):
+            back = np.empty(len(pts))
+            back[perm] = point_map(ex, ckpt, f, s)   # the value of file point perm[i] is the i-th value
+            maps.append(back)
+        pairs = [top_overlap(maps[i], maps[j]) for i in range(len(maps)) for j in range(i + 1, len(maps))]
+        base = point_map(ex, ckpt, tmp / f"{path.stem}_orig.npy", s)
+        rhos = [spearman(base, point_map(ex, ckpt, f, s)) for f in jitter_files]
+        out[name] = (statistics.mean(pairs), min(pairs), statistics.mean(rhos))
+    ex.clouds.clear()
+    ex.maps_cache.clear()
+    return out
+
+
+def latency(ex: Explorer, ckpt: str, repeats: int) -> list[list]:
+    """Per variant: first view of a new 2,048-point cloud (K forward passes) and a head change, server ms."""
+    rows = []
+    base = None
+    for name, start, k in VARIANTS:
+        first, change = [], []
+        for r in range(repeats):
+            cloud = ex.load_shape("chair", 1000 + 100 * k + r, 2048)   # a new cloud: the model runs
+            t0 = time.perf_counter()
+            ex.view(ckpt, cloud.cloud_id, ViewSettings(fps_start=start, patchings=k)).figure.to_json()
+            first.append((time.perf_counter() - t0) * 1000)
+            for h in range(6):
+                t0 = time.perf_counter()
+                ex.view(ckpt, cloud.cloud_id, ViewSettings(fps_start=start, patchings=k, head=str(h))).figure.to_json()
+                change.append((time.perf_counter() - t0) * 1000)
+        med_change = statistics.median(change)
+        base = base or med_change
+        rows.append([name, f"{statistics.median(first):.1f}", f"{med_change:.1f}", f"{med_change / base:.2f}"])
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--checkpoints", type=Path, default=REPO / "checkpoints")
+    ap.add_argument("--checkpoint", default="dwc-tiny")
+    ap.add_argument("--perms", type=int, default=4)
+    ap.add_argument("--jitters", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5, help="new clouds per variant in the latency table")
+    ap.add_argument("--only", default="", help="comma-separated file names (default: all)")
+    args = ap.parse_args(argv)
+    print(bu.header("bench_stability"))
+    ex = Explorer(args.checkpoints, max_clouds=64, max_maps=256)
+    if args.checkpoint not in ex.usable_checkpoints():
+        print(f"bench_stability: no usable checkpoint {args.checkpoint!r} in {args.checkpoints}", file=sys.stderr)
+        return 1
+    chosen = [f for f in files() if not args.only or f.name in args.only.split(",")]
+    if not chosen:
+        print(f"bench_stability: no sample files (looked in {SAMPLES} and Gradio's media_assets)", file=sys.stderr)
+        return 1
+    print(f"checkpoint {args.checkpoint}; {args.perms} point orders and {args.jitters} jitters (0.5% of the "
+          f"bounding-box diagonal) per file; map: CLS -> patches, last layer, mean of heads, per point\n")
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for f in chosen:
+            t0 = time.perf_counter()
+            r = stability(ex, args.checkpoint, f, Path(tmp), args.perms, args.jitters)
+            results.append((f, r))
+            print(f"  {f.name}: {r['n']:,} points, up {r['up']}, {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+
+    names = [v[0] for v in VARIANTS]
+    print("order overlap: top-10% points shared between point orders, mean (min) over pairs\n")
+    bu.print_table(["file", "points"] + names,
+                   [[f.name, f"{r['n']:,}"] + [f"{r[n][0]:.3f} ({r[n][1]:.3f})" for n in names] for f, r in results])
+    print("\njitter rho: Spearman rank correlation of the map before / after a 0.5% jitter, mean over draws\n")
+    bu.print_table(["file", "points"] + names,
+                   [[f.name, f"{r['n']:,}"] + [f"{r[n][2]:.3f}" for n in names] for f, r in results])
+    print("\nover all files: worst order overlap (min over pairs and files), mean and worst jitter rho\n")
+    bu.print_table(["variant", "worst order overlap", "mean jitter rho", "worst jitter rho"],
+                   [[n, f"{min(r[n][1] for _, r in results):.3f}",
+                     f"{statistics.mean(r[n][2] for _, r in results):.3f}",
+                     f"{min(r[n][2] for _, r in results):.3f}"] for n in names])
+    print("\nserver ms at 2,048 points (chair), medians: first view of a new cloud, head change (x K1 = ratio to "
+          "index0 x1's head change)\n")
+    bu.print_table(["variant", "first view ms", "head change ms", "x K1"], latency(ex, args.checkpoint, args.repeats))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
