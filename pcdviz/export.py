@@ -12,7 +12,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from pcdviz.explorer import MODES, Explorer, ExplorerError, ViewSettings
+from pcdviz.explorer import (COLOR_RANGES, DEFAULT_PATCHINGS, FPS_STARTS, MODES, PATCHINGS_MAX, UNITS, UP_AXES, Explorer,
+                             ExplorerError, ViewSettings)
 from pcdviz.checkpoints import CheckpointError
 from pcdviz.io import PointCloudError
 
@@ -28,6 +29,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--head", default="mean", help="a head number, or mean | max | min")
     ap.add_argument("--query", type=int, default=0, help="query patch (query and crop modes)")
     ap.add_argument("--keep", type=float, default=1.0, help="keep this share of the attention mass (1 = all)")
+    ap.add_argument("--up", default="auto", choices=UP_AXES,
+                    help="the file's axis that points up (auto: the format's convention, else y)")
+    ap.add_argument("--fps-start", default="geometric", choices=list(FPS_STARTS),
+                    help="where farthest point sampling starts: geometric (any point order gives the same map) "
+                         "or index0 (the file's first point, as in training)")
+    ap.add_argument("--patchings", type=int, default=DEFAULT_PATCHINGS,
+                    help=f"average the maps over this many patchings, 1-{PATCHINGS_MAX} (default {DEFAULT_PATCHINGS})")
+    ap.add_argument("--units", default="uniform", choices=list(UNITS),
+                    help="uniform: attention as a multiple of uniform (1 = every patch alike); raw: the weights")
+    ap.add_argument("--color-range", default="auto", choices=list(COLOR_RANGES),
+                    help="colour range of the PLY and HTML (auto: 0 to max, at least 0 to 2x uniform)")
     ap.add_argument("--h5-key", default=None, help="dataset key inside an .h5 file")
     ap.add_argument("--h5-index", type=int, default=0, help="sample index inside an .h5 file")
     return ap.parse_args(argv)
@@ -47,7 +59,9 @@ def main(argv: list[str] | None = None) -> int:
         if folder.name not in explorer.usable_checkpoints():
             raise ExplorerError(f"{args.checkpoint} is not a usable checkpoint folder (config.json + model.safetensors)")
         cloud = explorer.load_upload(args.file, h5_key=args.h5_key, h5_index=args.h5_index)
-        settings = ViewSettings.parse(mode=args.mode, layer=args.layer, head=args.head, query=args.query, keep=args.keep)
+        settings = ViewSettings.parse(mode=args.mode, layer=args.layer, head=args.head, query=args.query, keep=args.keep,
+                                      color_range=args.color_range, units=args.units, up=args.up,
+                                      fps_start=args.fps_start, patchings=args.patchings)
         view = explorer.view(folder.name, cloud.cloud_id, settings)
         written = exporters[suffix](explorer, view)
     except (ExplorerError, PointCloudError, CheckpointError) as e:

@@ -256,3 +256,17 @@ def test_npy_info_has_no_stray_array_line_and_a_refused_file_replaces_the_status
     status = client.predict(rejected=json.dumps({"name": "big.ply", "why": "size", "limit_mb": 200, "t": 2}),
                             api_name="/refuse_upload")
     assert "larger than the upload limit of 200 MB" in status
+
+
+def test_export_command_takes_the_new_settings(tmp_path, samples_dir):
+    from pcdviz.cli import main
+
+    out = tmp_path / "cyl.npz"
+    assert main(["export", str(REPO / "checkpoints" / "dwc-tiny"), str(samples_dir / "cylinder.stl"), "--out", str(out),
+                 "--up", "y", "--fps-start", "index0", "--patchings", "2", "--units", "raw"]) == 0
+    with np.load(out) as z:
+        meta = json.loads(str(z["meta_json"]))
+        shown, in_file = z["display_points"], z["display_points_file"]
+    assert meta["up"] == "y" and meta["settings"]["fps_start"] == "index0" and meta["settings"]["patchings"] == 2
+    assert np.ptp(in_file[:, 2]) == pytest.approx(8.0, rel=0.01)          # the file's own units: 8 long in z
+    assert np.ptp(shown, 0).max() <= 2.0 + 1e-5                             # shown normalised into the unit sphere
