@@ -990,3 +990,12 @@ class SyntheticShapes(torch.utils.data.Dataset):
         # a copy: a transform that works in place must not change the data set
         return {"points": self.points[i].copy(), "label": int(self.labels[i]),
                 "parts": self.parts[i].astype(np.int64)}
+
+    def describe(self) -> dict:
+        """The card's description (pcdviz.data.dataset_info): the split is the seeds' own, disjoint by construction."""
+        from .describe import fingerprint
+
+        return {"reader": "SyntheticShapes", "layout": "synthetic part-labelled shapes (pcdviz.data.synthetic)",
+                "root": "synthetic", "split": self.split, "split_source": "official: disjoint shape seeds per split",
+                "n_shapes": len(self), "n_classes": len(self.class_names), "points": int(self.points.shape[1]),
+                "fingerprint": fingerprint([int(s) for s in self.seeds] + self.class_names, self.labels)}
