@@ -40,7 +40,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.svm import LinearSVC
 from tqdm import tqdm
 
-from pcdviz.attention import AttentionMaps
+from pcdviz.attention import AttentionMaps, attention_locality
 from pcdviz.checkpoints import CheckpointError, load_checkpoint, read_card, update_card
 from pcdviz.data import DatasetError
 from pcdviz.ops import farthest_point_sample, index_points
@@ -199,6 +199,32 @@ def part_iou(model, dataset, per_class: int = 5, layer: int = -1) -> dict:
     return out
 
 
+LOCAL_RATIO = 0.5   # a head is "local" when its distance ratio is at most this (issue 19's bar)
+
+
+def locality(model, dataset, per_class: int = 1, local_ratio: float = LOCAL_RATIO) -> dict:
+    """Patch-to-patch locality (pcdviz.attention.attention_locality) per layer and head, averaged over the
+    first `per_class` test shapes of every class (a fixed set): the (L, H) tables and two summaries."""
+    n_points = model.config.n_points
+    taken: dict[int, int] = {}
+    ratio, share = [], []
+    for i in range(len(dataset)):
+        item = dataset[i]
+        label = int(item["label"])
+        if taken.get(label, 0) >= per_class:
+            continue
+        taken[label] = taken.get(label, 0) + 1
+        x, _ = model_inputs(torch.as_tensor(item["points"], dtype=torch.float32)[None], n_points)
+        m = attention_locality(AttentionMaps.from_model(model, x[0].numpy()))
+        ratio.append(m["distance_ratio"]); share.append(m["argmax_share"])
+    ratio, share = np.mean(ratio, 0), np.mean(share, 0)   # (L, H)
+    local = (ratio <= local_ratio).sum(1)                  # local heads per layer
+    return {"n_shapes": sum(taken.values()), "local_ratio": local_ratio,
+            "distance_ratio": np.round(ratio, 3).tolist(), "argmax_share": np.round(share, 3).tolist(),
+            "local_heads": local.tolist(), "local_heads_share_l01": float(local[:2].min() / ratio.shape[1]),
+            "argmax_share_mean": float(share.mean())}
+
+
 def evaluate(folder, dataset: str = "synthetic", feature: str = "cls+max", episodes: int = 10,
              with_part_iou: bool = True, iou_per_class: int = 5, seed: int = 0, device: str = "cpu",
              train_per_class: int = 0, test_per_class: int = 0, c_grid=C_GRID, log=print,
@@ -228,6 +254,9 @@ def evaluate(folder, dataset: str = "synthetic", feature: str = "cls+max", episo
             scores[name], scores[f"{name}_std"] = round(result[0], 4), round(result[1], 4)
     if with_part_iou:
         scores |= {k: round(v, 4) for k, v in part_iou(model, test, iou_per_class).items()}
+    loc = locality(model, test)
+    scores |= {"attn_local_heads_l01": round(loc["local_heads_share_l01"], 4),
+                "attn_argmax_share": round(loc["argmax_share_mean"], 4)}
     protocol = {"data": dataset, "benchmark": benchmark_key(dataset, info["test"]), "n_train": len(train),
                 "n_test": len(test), "train_split": info["train"], "test_split": info["test"], "feature": feature,
                 "input": f"FPS to {model.config.n_points} points", "svm_C": svm["C"],
@@ -241,6 +270,12 @@ def evaluate(folder, dataset: str = "synthetic", feature: str = "cls+max", episo
                             f"head, mean over heads and {iou_per_class} test shapes per class; corrected = "
                             "(IoU - chance) / (1 - chance), 0 for a random map; part_iou_mass60: the same with "
                             "the head's set = the points holding 60% of its attention mass (DINO's rule)",
+                "attention_locality": loc | {"about": "patch-to-patch attention (CLS dropped, rows renormalised), per layer "
+                    "x head, mean over the first test shape of each class: distance_ratio = attention-weighted query-key "
+                    "centre distance / mean pairwise centre distance (1 = no preference for near patches); argmax_share = "
+                    "share of queries whose most-attended patch is the head's most common one (1 = one map whatever the "
+                    "query); local_heads = heads per layer with ratio <= local_ratio; attn_local_heads_l01 (scores) = the "
+                    "smaller share of local heads of layers 0 and 1; attn_argmax_share = argmax_share over all heads"},
                 "seconds": round(time.time() - t0, 1), "feature_seconds": round(t_feat, 1)}
     return finite_scores(scores), protocol
 
@@ -259,8 +294,19 @@ def format_table(name: str, scores: dict) -> str:
         rows.append(("  chance-corrected", f"{scores['part_iou_corrected']:.3f} +- {scores['part_iou_corrected_sem']:.3f} (sem)"))
         rows.append(("  keep-60%-mass rule", f"{scores['part_iou_mass60']:.3f}, corrected "
                                              f"{scores['part_iou_mass60_corrected']:.3f} +- {scores['part_iou_mass60_corrected_sem']:.3f}"))
+    if "attn_argmax_share" in scores:
+        rows.append(("local heads, layers 0-1", f"{scores['attn_local_heads_l01']:.2f} (share of heads, ratio <= {LOCAL_RATIO})"))
+        rows.append(("query-argmax share", f"{scores['attn_argmax_share']:.3f} (mean over heads; 1 = one map for every query)"))
     width = max(len(r[0]) for r in rows)
     return "\n".join([name] + [f"  {k:<{width}}  {v}" for k, v in rows])
+
+
+def format_locality(loc: dict) -> str:
+    """The locality tables, one line per layer: each head's distance ratio and query-argmax share."""
+    lines = [f"  patch-to-patch locality over {loc['n_shapes']} shapes: distance ratio / argmax share per head"]
+    for layer, (r, a) in enumerate(zip(loc["distance_ratio"], loc["argmax_share"])):
+        lines.append(f"    layer {layer}: " + "  ".join(f"{x:.2f}/{y:.2f}" for x, y in zip(r, a)))
+    return "\n".join(lines)
 
 
 def eval_variants(dataset: str, variant: str | None) -> list[str | None]:
@@ -326,6 +372,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"pcdviz eval: {err}", file=sys.stderr)
                 return 1
             print(format_table(f"{folder}  (C={protocol['svm_C']}, {protocol['seconds']} s)", scores), flush=True)
+            print(format_locality(protocol["attention_locality"]), flush=True)
             if not args.no_write:
                 write_scores(folder, scores, protocol)
     return 0
