@@ -86,7 +86,7 @@ class AttentionMaps:
     cls_feature: np.ndarray   # (D,)
     patch_tokens: np.ndarray  # (G, D)
     cls_tokens: int = 1       # 1, or 0 for a model without a CLS token (cls_feature is then its mean patch token)
-    # Not fields (so dataclasses.asdict(maps) is just the arrays, ready for np.savez): self._cache holds the
+    # Not fields (so dataclasses.asdict(maps) is the arrays and cls_tokens, ready for np.savez): self._cache holds the
     # point<-patch incidence, rollouts, and an LRU of display clouds' nearest-input indices; self._lock guards
     # it (Gradio calls handlers from several threads).
 
@@ -123,29 +123,10 @@ class AttentionMaps:
     @classmethod
     def from_model(cls, model, points: np.ndarray) -> "AttentionMaps":
         """One forward pass (eval mode, no grad, return_attention=True) of `model` on points (N, 3)."""
-        import torch  # only here: the rest of the module is numpy
-
         pts = np.ascontiguousarray(points, dtype=np.float32)
         if pts.ndim != 2 or pts.shape[1] != 3:
             raise ValueError(f"points must be (N, 3), got {pts.shape}")
-        device = next(model.parameters()).device
-        was_training = model.training
-        model.eval()  # drop path off; restored below so a training caller is not surprised
-        try:
-            with torch.no_grad():
-                out = model(torch.from_numpy(pts).to(device)[None], return_attention=True)
-        finally:
-            model.train(was_training)
-        att = torch.stack([a[0] for a in out.attentions], 0)  # depth x (H, T, T) -> (L, H, T, T)
-        return cls(
-            attentions=att.float().cpu().numpy(),
-            centers=out.centers[0].float().cpu().numpy(),
-            group_idx=out.group_idx[0].cpu().numpy(),
-            points=pts,
-            cls_feature=out.cls[0].float().cpu().numpy(),
-            patch_tokens=out.patches[0].float().cpu().numpy(),
-            cls_tokens=int(getattr(getattr(model, "config", None), "cls_tokens", 1)),
-        )
+        return maps_from_model_batch(model, pts[None])[0]
 
     def _build_incidence(self):
         """Precompute the sparse point<-patch weights of the projection rule (see the module docstring)."""
@@ -593,7 +574,7 @@ def maps_from_model_batch(model, points: np.ndarray) -> list[AttentionMaps]:
         raise ValueError(f"points must be (B, N, 3), got {pts.shape}")
     device = next(model.parameters()).device
     was_training = model.training
-    model.eval()
+    model.eval()  # drop path off; restored below so a training caller is not surprised
     try:
         with torch.no_grad():
             out = model(torch.from_numpy(pts).to(device), return_attention=True)
@@ -602,5 +583,6 @@ def maps_from_model_batch(model, points: np.ndarray) -> list[AttentionMaps]:
     att = torch.stack(list(out.attentions), 1).float().cpu().numpy()   # depth x (B, H, T, T) -> (B, L, H, T, T)
     centers, groups = out.centers.float().cpu().numpy(), out.group_idx.cpu().numpy()
     cls, patches = out.cls.float().cpu().numpy(), out.patches.float().cpu().numpy()
+    cls_tokens = int(getattr(getattr(model, "config", None), "cls_tokens", 1))
     return [AttentionMaps(attentions=att[b], centers=centers[b], group_idx=groups[b], points=pts[b],
-                          cls_feature=cls[b], patch_tokens=patches[b]) for b in range(len(pts))]
+                          cls_feature=cls[b], patch_tokens=patches[b], cls_tokens=cls_tokens) for b in range(len(pts))]

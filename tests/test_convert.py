@@ -376,3 +376,80 @@ def test_absurd_tensor_sizes_allocate_nothing(tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.count("sentence:") == 2, out.stdout
     assert int(out.stdout.split("grew_kb")[1]) < 200_000, out.stdout  # well under 200 MB, not 400 GB
+
+
+# --------------------------------------------------------------------------- converted models in the explorer
+
+
+def _converted(tmp_path, kind: str, width: int, depth: int, heads: int = 4) -> Path:
+    s = _random_peer_state(kind, width, depth, width)
+    obj = ({"teacher": {"backbone." + k: v for k, v in s.items()}, "student": {}} if kind == "pos-bert"
+           else {"base_model": {("MAE_encoder." if kind == "point-mae-pretrain" else "") + k: v for k, v in s.items()}})
+    torch.save(obj, tmp_path / f"{kind}.pth")
+    out = tmp_path / "ckpts" / kind
+    cv.convert_file(tmp_path / f"{kind}.pth", out, heads=heads)
+    return out
+
+
+def test_a_model_without_cls_token_offers_the_views_that_make_sense(tmp_path):
+    from pcdviz.attention import AttentionMaps
+    from pcdviz.explorer import Explorer, ViewSettings
+
+    folder = _converted(tmp_path, "point-mae-pretrain", 96, 3)
+    model, _ = load_checkpoint(folder)
+    pts = np.random.default_rng(0).standard_normal((1024, 3)).astype(np.float32)
+    maps = AttentionMaps.from_model(model, pts)
+    assert maps.cls_tokens == 0 and maps.n_patches == 64 and maps.attentions.shape[-1] == 64
+    with pytest.raises(ValueError, match="no CLS token"):
+        maps.cls_to_patches(-1, "mean")
+    received = maps.mean_received(-1, "mean")
+    np.testing.assert_allclose(received, maps.attentions[-1].mean(0).mean(0), rtol=1e-5)
+    assert abs(received.sum() - 1) < 1e-4  # rows sum to 1, so the mean column sums to 1
+    q, to_cls = maps.patch_to_patches(-1, 0, 5)
+    assert q.shape == (64,) and math.isnan(to_cls)
+    assert maps.rollout().shape == (64,)
+
+    ex = Explorer(folder.parent)
+    cid = ex.load_shape("chair").cloud_id
+    v = ex.view(folder.name, cid, ViewSettings(mode="cls"))
+    assert "no CLS token" in v.panels[0].title
+    v = ex.view(folder.name, cid, ViewSettings(mode="heads"))
+    assert len(v.panels) == 4 and "no CLS token" in v.caption
+
+
+def test_compare_models_of_different_depth_shows_the_same_relative_layer(tmp_path):
+    from pcdviz.explorer import Explorer, ViewSettings, relative_layer
+
+    assert relative_layer(-1, 12, 4) == 3 and relative_layer(0, 12, 4) == 0 and relative_layer(11, 12, 4) == 3
+    assert relative_layer(6, 12, 4) == 2 and relative_layer(2, 4, 12) == 7 and relative_layer(1, 2, 2) == 1
+    deep = _converted(tmp_path, "point-mae", 96, 6, heads=4)
+    shallow = _converted(tmp_path, "pos-bert", 96, 2, heads=2)
+    ex = Explorer(deep.parent)
+    cid = ex.load_shape("chair").cloud_id
+    v = ex.view(deep.name, cid, ViewSettings(mode="cls", layer=5), compare=[shallow.name])
+    assert len(v.panels) == 2
+    assert "layer 5" in v.panels[0].title and "layer 1" in v.panels[1].title  # both the last layer
+    v = ex.view(deep.name, cid, ViewSettings(mode="query", layer=0, head="1"), compare=[shallow.name])
+    assert "layer 0" in v.panels[1].title and "head 1" in v.panels[1].title
+
+
+def test_point_bert_pretraining_file_converts_its_query_network(tmp_path):
+    """Point-BERT's pre-training file holds the MoCo pair (transformer_q, transformer_k), the dVAE and the queue;
+    its fine-tune loader keeps transformer_q less cls_head: the same backbone as a fine-tuned file's."""
+    s = _random_peer_state("point-bert", 96, 2, 256)
+    g = torch.Generator().manual_seed(3)
+    pre = {f"module.transformer_q.{k}": v for k, v in s.items()}
+    pre.update({f"module.transformer_k.{k}": v + 1 for k, v in s.items()})
+    pre.update({"module.transformer_q.mask_token": torch.randn(1, 1, 96, generator=g),
+                "module.transformer_q.lm_head.weight": torch.randn(8192, 96, generator=g),
+                "module.transformer_q.cls_head.0.weight": torch.randn(256, 96, generator=g),
+                "module.dvae.encoder.first_conv.0.weight": torch.randn(128, 3, 1, generator=g),
+                "module.queue": torch.randn(256, 16, generator=g), "module.queue_ptr": torch.zeros(1, dtype=torch.long)})
+    obj = {"base_model": pre, "optimizer": {}, "epoch": 300}
+    conv = cv.convert(obj, heads=4)
+    direct = cv.convert({"base_model": s}, heads=4)
+    assert conv.kind == "point-bert" and conv.state.keys() == direct.state.keys()
+    assert all(torch.equal(conv.state[k], direct.state[k]) for k in conv.state)
+    dropped = " ".join(conv.dropped)
+    assert all(p in dropped for p in ("transformer_k", "dvae", "queue", "lm_head", "cls_head", "mask_token"))
+    assert "transformer_q" in " ".join(conv.notes)
