@@ -488,15 +488,11 @@ def attention_distance_ratio(attentions: np.ndarray, centers: np.ndarray, cls_to
     1.0 = no preference for near patches (uniform attention gives exactly 1); a head that attends only to
     each query's nearest patches gives a small ratio; > 1 prefers far patches. Like the ViT paper's mean
     attention distance, made scale-free by the shape's own spread of centres."""
-    a = _patch_block(attentions, cls_tokens)
     c = np.asarray(centers, dtype=np.float64)
-    if c.shape != (a.shape[-1], 3):
-        raise ValueError(f"centers must be ({a.shape[-1]}, 3), got {c.shape}")
-    d = np.sqrt(((c[:, None, :] - c[None, :, :]) ** 2).sum(-1))   # (G, G)
-    mean_d = d.mean()
+    mean_d = np.sqrt(((c[:, None, :] - c[None, :, :]) ** 2).sum(-1)).mean() if c.ndim == 2 else 0.0
     if mean_d <= 0:
         raise ValueError("all patch centres coincide: the distance ratio is undefined")
-    return (a * d).sum(-1).mean(-1) / mean_d
+    return attention_mean_distance(attentions, centers, cls_tokens) / mean_d
 
 
 def query_argmax_share(attentions: np.ndarray, cls_tokens: int = 1) -> np.ndarray:
@@ -510,10 +506,30 @@ def query_argmax_share(attentions: np.ndarray, cls_tokens: int = 1) -> np.ndarra
     return counts.max(-1) / G
 
 
+def attention_mean_distance(attentions: np.ndarray, centers: np.ndarray, cls_tokens: int = 1) -> np.ndarray:
+    """(L, H): the ViT paper's mean attention distance for patches: the attention-weighted distance between
+    each query patch's centre and the key centres, averaged over the queries, in the units of `centers`
+    (the explorer's clouds are normalised to the unit sphere)."""
+    a = _patch_block(attentions, cls_tokens)
+    c = np.asarray(centers, dtype=np.float64)
+    if c.shape != (a.shape[-1], 3):
+        raise ValueError(f"centers must be ({a.shape[-1]}, 3), got {c.shape}")
+    d = np.sqrt(((c[:, None, :] - c[None, :, :]) ** 2).sum(-1))   # (G, G)
+    return (a * d).sum(-1).mean(-1)
+
+
+def attention_entropy(attentions: np.ndarray, cls_tokens: int = 1) -> np.ndarray:
+    """(L, H): the mean entropy (nats) of the patch queries' attention over the patches; ln G = uniform, 0 = one patch."""
+    a = _patch_block(attentions, cls_tokens)
+    return -(a * np.log(np.maximum(a, 1e-30))).sum(-1).mean(-1)
+
+
 def attention_locality(maps: "AttentionMaps") -> dict:
-    """Both locality measures of one forward pass: {"distance_ratio": (L, H), "argmax_share": (L, H)}."""
-    return {"distance_ratio": attention_distance_ratio(maps.attentions, maps.centers, maps.cls_tokens),
-            "argmax_share": query_argmax_share(maps.attentions, maps.cls_tokens)}
+    """Per-head statistics of one forward pass, each (L, H): distance_ratio and argmax_share (locality),
+    mean_distance (in units of the normalised cloud) and entropy (nats) of the patch queries' attention."""
+    a, c, k = maps.attentions, maps.centers, maps.cls_tokens
+    return {"distance_ratio": attention_distance_ratio(a, c, k), "argmax_share": query_argmax_share(a, k),
+            "mean_distance": attention_mean_distance(a, c, k), "entropy": attention_entropy(a, k)}
 
 
 # ---- honest scales and query dependence --------------------------------------------------------------

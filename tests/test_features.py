@@ -71,3 +71,19 @@ def test_correspondence_between_two_chairs_is_checked_both_ways(dwc):
         patch_similarity(a, len(a), b)
     with pytest.raises(ValueError, match="one width"):
         patch_similarity(a, 0, b[:, :10])
+
+
+def test_head_statistics_equal_a_hand_computation():
+    from pcdviz.attention import attention_entropy, attention_mean_distance
+
+    # 1 layer, 2 heads, CLS + 3 patches on a line at x = 0, 1, 3
+    centers = np.array([[0, 0, 0], [1, 0, 0], [3, 0, 0]], dtype=np.float32)
+    a = np.zeros((1, 2, 4, 4))
+    a[0, 0, :, 0] = 0.5                       # head 0: half to CLS, the rest to the query itself
+    a[0, 0, 1, 1] = a[0, 0, 2, 2] = a[0, 0, 3, 3] = 0.5
+    a[0, 1, 1:, 1:] = [[0, 0.5, 0.5], [1, 0, 0], [0, 1, 0]]   # head 1: no CLS; rows sum to 1
+    a[0, :, 0, 1:] = 1 / 3
+    # head 0 attends only to itself: distance 0, entropy 0 (after dropping CLS and renormalising)
+    # head 1: query 0 -> 0.5*1 + 0.5*3 = 2; query 1 -> 1; query 2 -> 2: mean 5/3; entropy (ln 2 + 0 + 0) / 3
+    np.testing.assert_allclose(attention_mean_distance(a, centers), [[0.0, 5 / 3]])
+    np.testing.assert_allclose(attention_entropy(a), [[0.0, np.log(2) / 3]], atol=1e-12)
