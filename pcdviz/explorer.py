@@ -67,6 +67,7 @@ FPS_STARTS: dict[str, str] = {
 # One height for the single view and the heads grid (two rows of three share it): with the plot starting ~390 px
 # down the page, the whole grid stays above the fold of a 1440 x 960 window (tests/test_browser.py).
 PLOT_HEIGHT = 560
+ANCHORS_MAX = 20_000           # beyond this many points shown, patchings k >= 1 work on an FPS subset (anchors)
 PATCHINGS_MAX = 32             # maps averaged over at most this many patchings (one forward pass each)
 DEFAULT_PATCHINGS = 16         # mean jitter rho 0.92 (x1: 0.61), head change ~10 ms: BENCHMARKS.md, "Stable maps"
 
@@ -223,16 +224,41 @@ class LoadedCloud:
             from pcdviz import io
             from pcdviz.ops import nearest_index
 
+            first = None if patching == 0 else int(self.model_input(n_points, start, 0)[0][patching % n_points])
+            anchors = None if patching == 0 else self.anchors()
             if patching == 0:
                 idx = np.asarray(io.resample(self.points, n_points, method="fps", start=start), dtype=np.int64)
-            else:
-                first = self.model_input(n_points, start, 0)[0]
-                idx = _fps_from(self.points, n_points, int(first[patching % len(first)]))
+            elif anchors is None:
+                idx = _fps_from(self.points, n_points, first)
+            else:  # a big cloud: sample its anchors, and show each point as its anchor (see anchors)
+                a_idx, to_anchor = anchors
+                idx = a_idx[_fps_from(self.points[a_idx], n_points, int(to_anchor[first]))]
             # attention.to_points' rule for other clouds: a display point takes its nearest input point's value
-            nearest = nearest_index(self.points[idx], self.points)
+            if anchors is None:
+                nearest = nearest_index(self.points[idx], self.points)
+            else:
+                nearest = nearest_index(self.points[idx], self.points[anchors[0]])[anchors[1]]
             hit = (idx, nearest.astype(np.uint16) if n_points <= 65535 else nearest)   # small: one per patching
             with self._lock:
                 self._model_inputs[key] = hit
+        return hit
+
+    def anchors(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """For a cloud of more than ANCHORS_MAX points: (ANCHORS_MAX anchor indices by FPS from the geometric
+        start, the nearest anchor of every point), else None. Patchings k >= 1 sample the anchors and are shown
+        through them, so each costs a 20,000-point search instead of a 100,000-point one (BENCHMARKS.md)."""
+        if len(self.points) <= ANCHORS_MAX:
+            return None
+        with self._lock:
+            hit = self._model_inputs.get("anchors")
+        if hit is None:
+            from pcdviz import io
+            from pcdviz.ops import nearest_index
+
+            a_idx = np.asarray(io.resample(self.points, ANCHORS_MAX, method="fps", start="geometric"), dtype=np.int64)
+            hit = (a_idx, nearest_index(self.points[a_idx], self.points))
+            with self._lock:
+                self._model_inputs["anchors"] = hit
         return hit
 
     def panel_subset(self, m: int) -> np.ndarray | None:
@@ -466,6 +492,7 @@ class Explorer:
         self.maps_cache = LRUCache(max_maps)
         self.crops = LRUCache(64)
         self._patching_lock = threading.Lock()
+        self.dependence = LRUCache(64)   # (maps, head) -> query dependence per layer
         self.n_forward = 0   # model forward passes run; tests check that view changes add none
         self.export_dir = Path(tempfile.mkdtemp(prefix="pcdviz-exports-"))
         atexit.register(shutil.rmtree, self.export_dir, True)
@@ -882,11 +909,8 @@ class Explorer:
         from pcdviz.attention import query_dependence
 
         mv = self.maps(checkpoint, self.shown_cloud(cloud_id, s.up).cloud_id, s.fps_start, 0)
-        key = ("query_dependence", s.head)
-        cached = mv.maps._cache.get(key)   # AttentionMaps' own per-instance cache: lives and dies with the maps
-        if cached is None:
-            cached = mv.maps._cache[key] = query_dependence(mv.maps.attentions, _head_value(s.head, mv.n_heads))
-        return cached
+        head = _head_value(s.head, mv.n_heads)
+        return self.dependence.get_or_compute((id(mv.maps), head), lambda: query_dependence(mv.maps.attentions, head))
 
     def best_query_layer(self, checkpoint: str, cloud_id: str, s: ViewSettings) -> int:
         """The layer whose query maps differ most between queries (where query mode starts)."""

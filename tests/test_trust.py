@@ -270,3 +270,20 @@ def test_export_command_takes_the_new_settings(tmp_path, samples_dir):
     assert meta["up"] == "y" and meta["settings"]["fps_start"] == "index0" and meta["settings"]["patchings"] == 2
     assert np.ptp(in_file[:, 2]) == pytest.approx(8.0, rel=0.01)          # the file's own units: 8 long in z
     assert np.ptp(shown, 0).max() <= 2.0 + 1e-5                             # shown normalised into the unit sphere
+
+
+def test_big_clouds_average_through_order_independent_anchors(tmp_path):
+    from pcdviz.explorer import ANCHORS_MAX, Explorer, ViewSettings
+
+    pts = np.random.default_rng(5).normal(size=(ANCHORS_MAX + 5000, 3)).astype(np.float32)
+    perm = np.random.default_rng(6).permutation(len(pts))
+    np.save(tmp_path / "a.npy", pts)
+    np.save(tmp_path / "b.npy", pts[perm])
+    ex = Explorer(REPO / "checkpoints")
+    a_cloud = ex.load_upload(tmp_path / "a.npy")
+    a = ex.view("dwc-tiny", a_cloud.cloud_id, ViewSettings(patchings=3)).panels[0].values
+    b_perm = ex.view("dwc-tiny", ex.load_upload(tmp_path / "b.npy").cloud_id, ViewSettings(patchings=3)).panels[0].values
+    b = np.empty_like(b_perm)
+    b[perm] = b_perm
+    assert a_cloud.anchors() is not None and len(a_cloud.anchors()[0]) == ANCHORS_MAX
+    assert np.allclose(a, b, rtol=1e-4, atol=1e-5)
