@@ -722,6 +722,10 @@ def main(argv: list[str] | None = None) -> int:
             for old in list(out.glob("state*")):
                 old.unlink()
 
+    # data first: a missing or unreadable release ends the run before a large model is built
+    dataset = open_train_dataset(cfg)
+    data_info = data_card(cfg, dataset, world)
+
     # model, teacher, losses, optimizer (identical init on every rank; DDP also broadcasts rank 0's)
     torch.manual_seed(cfg.seed)
     student = build_student(cfg).to(device)
@@ -736,8 +740,6 @@ def main(argv: list[str] | None = None) -> int:
     optimizer = torch.optim.AdamW(param_groups(student), lr=0.0, weight_decay=cfg.weight_decay)
     n_points = student.backbone.config.n_points
 
-    dataset = open_train_dataset(cfg)
-    data_info = data_card(cfg, dataset, world)
     batches = CropBatches(dataset, crop_config(cfg, n_points), cfg.batch_size, cfg.seed, rank, world)
     spe = batches.steps_per_epoch
     total_steps = cfg.epochs * spe
