@@ -1089,8 +1089,9 @@ class Explorer:
         flat = [p for p in panels if p.extra.get("near_uniform")]
         if flat:
             which = "the map is" if len(panels) == 1 else f"{len(flat)} of {len(panels)} maps are"
-            notes += (f" · ⚠️ near uniform: {which} within ±{NEAR_UNIFORM_TOL:.0%} of uniform on every patch, "
-                      f"so the colours stay nearly flat (an untrained model looks like this)")
+            looks = ("so the colours stay nearly flat (an untrained model looks like this)" if s.color_range == "auto"
+                     else f"so the contrast the '{s.color_range}' colour range gives it is noise")
+            notes += f" · ⚠️ near uniform: {which} within ±{NEAR_UNIFORM_TOL:.0%} of uniform on every patch, {looks}"
         if s.mode == "query":
             dep = self.query_dependence(checkpoint, cloud.cloud_id, s)
             layer = panels[0].extra.get("layer") or 0

@@ -179,8 +179,9 @@ def test_colours_are_multiples_of_uniform_and_near_uniform_maps_stay_flat(client
     assert "uniform" in marker["colorbar"]["title"]["text"]               # the colour bar says what they are
     assert "near uniform" in status and "±10%" in status
     assert "near uniform" in _fig(plot)["layout"]["title"]["text"]       # on the picture too
-    plot, _ = client.predict(cloud_id=cid, checkpoint="random-tiny", color_range="minmax", units="raw",
-                             api_name="/view")                            # min-max stays available
+    plot, status = client.predict(cloud_id=cid, checkpoint="random-tiny", color_range="minmax", units="raw",
+                                  api_name="/view")                       # min-max stays available
+    assert "the contrast the 'minmax' colour range gives it is noise" in status
     marker = _points(plot)["marker"]
     assert marker["cmin"] == pytest.approx(_colours(plot).min(), rel=1e-5) and marker["cmax"] < 0.04
     assert "weight" in marker["colorbar"]["title"]["text"]
