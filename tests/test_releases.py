@@ -125,3 +125,12 @@ def test_a_folder_that_is_part_of_a_release_is_never_read_as_class_folders(relea
     with pytest.raises(SystemExit, match="name of a release folder, but its files are incomplete"):
         cli(["train", *RUN, "--dataset", str(tmp_path / "ShapeNet55-34" / "shapenet_pc"),
              "--out", str(tmp_path / "run")])
+
+
+def test_train_help_shows_the_papers_route(capsys):
+    with pytest.raises(SystemExit):
+        cli(["train", "--help"])
+    text = capsys.readouterr().out
+    assert "pcdviz train --recipe paper --dataset data/ShapeNet55-34" in text
+    assert "torchrun --standalone --nproc_per_node 8 -m training.train --recipe paper" in text
+    assert "--dataset data/ModelNet/modelnet40_normal_resampled" in text
