@@ -217,26 +217,31 @@ def amax_pool(x, dim, keepdim=False):
     return x.amax(dim=dim, keepdim=keepdim)
 
 
-def stable_argsort_rows(x):
-    """training.crops._argsort_rows before this change: numpy's stable sort on every row."""
+def numpy_stable_argsort(x):
+    """pcdviz.ops.stable_argsort_rows before its SIMD fast path: numpy's stable sort on every row."""
     import numpy as np
     return torch.from_numpy(np.argsort(x.numpy(), axis=1, kind="stable"))
 
 
 def ab_crops(data, steps: int) -> str:
     """Multi-crop preparation of whole batches with the stable row sort (before) and the current one, interleaved."""
+    import pcdviz.ops as ops
     import training.crops as crops
-    current = crops._argsort_rows
+    current = ops.stable_argsort_rows  # used by crops directly and through ops.ball_order
+
+    def use(fn):
+        ops.stable_argsort_rows = crops.stable_argsort_rows = fn
+
     ts = {"before": [], "now": []}
     try:
         for s in range(steps + 1):
-            for name, fn in (("before", stable_argsort_rows), ("now", current)):
-                crops._argsort_rows = fn
+            for name, fn in (("before", numpy_stable_argsort), ("now", current)):
+                use(fn)
                 b = data[300 + s]
                 if s:
                     ts[name].append(b["prep_s"])
     finally:
-        crops._argsort_rows = current
+        use(current)
     a, b = ts["before"], ts["now"]
     return (f"  A/B crops of one batch ({steps} interleaved pairs): stable numpy argsort {bu.ms(a)} ms, "
             f"SIMD argsort + stable re-sort of tied rows {bu.ms(b)} ms -> {bu.med(a) / bu.med(b):.2f}x")

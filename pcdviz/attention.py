@@ -384,10 +384,9 @@ def nearest_patch(maps: AttentionMaps, point_xyz) -> int:
 
 def knn_crop(points: np.ndarray, seed_index: int, ratio: float, n_out: int | None = None) -> np.ndarray:
     """Indices of a kNN-ball crop: the ceil(N*ratio) points nearest the seed (itself included), optionally FPS-resampled to n_out."""
-    # The kNN-ball crop of training/crops.py (which batches it and subsamples at random); FPS here keeps the
-    # app's crop deterministic. pcdviz never imports training, so the two are kept alike by hand.
-    # Order: by distance from the seed, so FPS (start index 0) starts at the seed and is deterministic.
-    # Fewer crop points than n_out: the crop is padded by repeating its indices cyclically.
+    # The kNN-ball crop of training/crops.py, through the same core (ops.ball_order); training then subsamples
+    # at random, the app by FPS so its crop is deterministic. Order: by distance from the seed, so FPS
+    # (start index 0) starts at the seed. Fewer crop points than n_out: indices repeat cyclically.
     import torch
 
     from pcdviz import ops
@@ -402,10 +401,7 @@ def knn_crop(points: np.ndarray, seed_index: int, ratio: float, n_out: int | Non
         raise ValueError(f"ratio must be in (0, 1], got {ratio}")
     k = min(N, max(1, math.ceil(N * ratio)))
     t = torch.from_numpy(pts)[None]
-    _, idx = ops.knn(t[:, int(seed_index):int(seed_index) + 1], t, k)
-    idx = idx[0, 0]
-    # the seed first even where duplicate points tie with it at distance 0
-    idx = torch.cat([idx.new_tensor([int(seed_index)]), idx[idx != int(seed_index)]])[:k]
+    idx = ops.ball_order(t, torch.tensor([int(seed_index)]))[0, :k]
     if n_out is None or n_out == k:
         return idx.numpy().astype(np.int64)
     if n_out < 1:

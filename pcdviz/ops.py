@@ -272,6 +272,35 @@ def smallest_k(d: Tensor, k: int) -> tuple[Tensor, Tensor]:
     return values.reshape(*d.shape[:-1], k), indices.reshape(*d.shape[:-1], k)
 
 
+def stable_argsort_rows(x: Tensor) -> Tensor:
+    """Row-wise stable argsort of x (B, N). On CPU through numpy's SIMD quicksort (13x faster than its stable
+    sort and than torch's sort: 0.55 vs 7.2 ms for (32, 2048)); rows holding equal values, where an unstable
+    sort may order them differently, are sorted again stably, so the result is exactly the stable one."""
+    if x.device.type != "cpu":
+        return x.argsort(dim=1, stable=True)
+    a = x.numpy()
+    idx = np.argsort(a, axis=1)
+    s = np.take_along_axis(a, idx, axis=1)
+    tied = (s[:, 1:] == s[:, :-1]).any(axis=1)
+    if tied.any():
+        idx[tied] = np.argsort(a[tied], axis=1, kind="stable")
+    return torch.from_numpy(idx)
+
+
+def ball_order(points: Tensor, seed: Tensor) -> Tensor:
+    """Every point of each cloud ordered by distance to its seed (B, N): the seed first, ties by index.
+
+    points (B, N, 3), seed (B,) indices. The first k entries of a row are the kNN-ball crop of size k that
+    training's multi-crop (training/crops.py) and the explorer's local crop (attention.knn_crop) both cut.
+    """
+    B = points.shape[0]
+    rows = torch.arange(B, device=points.device)
+    with torch.no_grad():
+        dist = ((points - points[rows, seed].unsqueeze(1)) ** 2).sum(-1)  # (B, N) float32 squared distances
+        dist[rows, seed] = -1.0  # the seed first even where duplicate points tie with it at distance 0
+        return stable_argsort_rows(dist)
+
+
 def index_points(points: Tensor, idx: Tensor) -> Tensor:
     """Gather points (B, N, C) at idx (B, ...) -> (B, ..., C)."""
     B = points.shape[0]

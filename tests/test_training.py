@@ -342,14 +342,14 @@ def test_evaluate_a_tiny_checkpoint_writes_scores(short_run):
 
 def test_argsort_rows_is_the_stable_argsort():
     # the fast path sorts unstably and re-sorts rows with equal values; the result must be the stable one
-    from training.crops import _argsort_rows
+    from pcdviz.ops import stable_argsort_rows
 
     g = torch.Generator().manual_seed(0)
     x = torch.rand(16, 300, generator=g)
     x[::2, 50:80] = 0.5          # ties in every other row
     x[3, :] = 1.0                # a row of equal values
     ref = np.argsort(x.numpy(), axis=1, kind="stable")
-    assert np.array_equal(_argsort_rows(x).numpy(), ref)
+    assert np.array_equal(stable_argsort_rows(x).numpy(), ref)
 
 
 # --------------------------------------------------------------------------- the field's data, at scale
@@ -389,3 +389,22 @@ def test_the_paper_recipe_runs_a_few_steps_on_cpu_at_a_tiny_batch(tmp_path):
     state = json.loads((out / "state.json").read_text())
     assert state["config"]["model"] == "paper" and state["config"]["n_local"] == 8
     assert state["dataset"]["reader"] == "ShapeNet55" and state["dataset"]["total_batch"] == 2
+
+
+def test_training_crops_and_the_explorers_local_crop_cut_the_same_ball():
+    """One kNN-ball core (pcdviz.ops.ball_order): for the same seed and ball size, training's crop and the
+    explorer's local crop hold the same points (training then subsamples at random, the explorer by FPS)."""
+    from pcdviz.attention import knn_crop as explorer_crop
+    from training.crops import knn_crop as training_crop
+
+    g = torch.Generator().manual_seed(5)
+    pts = torch.rand(3, 500, 3, generator=g)
+    pts[1, 10:20] = pts[1, 9]                    # duplicates of a point: ties at distance 0
+    ratio = torch.tensor([0.25, 0.375, 0.5])   # exact in float32 and float64: one ball size both ways
+    gen = torch.Generator().manual_seed(11)
+    idx, seed = training_crop(pts, ratio, 500, gen)   # n_out = N: every ball member, repeated cyclically
+    for b in range(3):
+        k = int(np.ceil(float(ratio[b]) * 500))
+        mine = explorer_crop(pts[b].numpy(), int(seed[b]), float(ratio[b]))
+        assert len(mine) == k and mine[0] == int(seed[b]) and idx[b, 0] == seed[b]
+        assert set(mine.tolist()) == set(idx[b].tolist())
