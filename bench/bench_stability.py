@@ -111,6 +111,7 @@ def stability(ex: Explorer, ckpt: str, path: Path, tmp: Path, perms: int, jitter
         out[name] = (statistics.mean(pairs), min(pairs), statistics.mean(rhos))
     ex.clouds.clear()
     ex.maps_cache.clear()
+    ex.more_patchings.clear()
     return out
 
 
@@ -164,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default="", help="comma-separated file names (default: all)")
     args = ap.parse_args(argv)
     print(bu.header("bench_stability"))
-    ex = Explorer(args.checkpoints, max_clouds=64, max_maps=256)
+    ex = Explorer(args.checkpoints, max_clouds=64, max_maps=256, max_patching_sets=64)
     if args.checkpoint not in ex.usable_checkpoints():
         print(f"bench_stability: no usable checkpoint {args.checkpoint!r} in {args.checkpoints}", file=sys.stderr)
         return 1

@@ -67,6 +67,9 @@ FPS_STARTS: dict[str, str] = {
 # One height for the single view and the heads grid (two rows of three share it): with the plot starting ~390 px
 # down the page, the whole grid stays above the fold of a 1440 x 960 window (tests/test_browser.py).
 PLOT_HEIGHT = 560
+# Patchings run in forward passes of this many clouds: one batch of 15 raised each concurrent event's peak
+# memory (which glibc keeps) past the load test's memory bound (tests/test_load.py); 5 keeps most of the speed.
+PATCHING_BATCH = 5
 ANCHORS_MAX = 20_000           # beyond this many points shown, patchings k >= 1 work on an FPS subset (anchors)
 PATCHINGS_MAX = 32             # maps averaged over at most this many patchings (one forward pass each)
 DEFAULT_PATCHINGS = 16         # mean jitter rho 0.92 (x1: 0.61), head change ~10 ms: BENCHMARKS.md, "Stable maps"
@@ -484,12 +487,13 @@ class Explorer:
     """Everything the app computes; holds the caches shared by all sessions. No Gradio here."""
 
     def __init__(self, checkpoints_dir: str | Path | None = "checkpoints", *, display_max: int = DISPLAY_MAX,
-                 max_models: int = 6, max_clouds: int = 16, max_maps: int = 48):
+                 max_models: int = 6, max_clouds: int = 16, max_maps: int = 48, max_patching_sets: int = 8):
         self.checkpoints_dir = Path(checkpoints_dir) if checkpoints_dir else None
         self.display_max = int(display_max)
         self.models = LRUCache(max_models)
         self.clouds = LRUCache(max_clouds)
         self.maps_cache = LRUCache(max_maps)
+        self.more_patchings = LRUCache(max_patching_sets)   # patchings 1.. of a view (Explorer.patchings)
         self.crops = LRUCache(64)
         self._patching_lock = threading.Lock()
         self.dependence = LRUCache(64)   # (maps, head) -> query dependence per layer
@@ -860,20 +864,27 @@ class Explorer:
     def patchings(self, checkpoint: str, cloud_id: str, s: ViewSettings) -> list[MapsView]:
         """The maps of each of the view's patchings (s.patchings of them; the first is the plain view's).
 
-        One cache entry per checkpoint x cloud x start holds every patching run so far (a view with more
-        patchings runs only the missing ones, in one batched forward pass)."""
+        The first patching is cached per checkpoint x cloud x start in maps_cache (48 entries); the others
+        together, in a list per checkpoint x cloud x start in more_patchings (8 lists, each as big as the
+        first patching times the count less one), grown by one batched forward pass when a view asks for more
+        than it holds."""
         model, _ = self.model(checkpoint)
         cloud = self.cloud(cloud_id)
         if s.fps_start not in FPS_STARTS:
             raise ExplorerError(f"Unknown sampling start {s.fps_start!r}; choose one of: {', '.join(FPS_STARTS)}.")
         key = (checkpoint, cloud.cloud_id, s.fps_start)
-        views = self.maps_cache.get_or_compute(key, lambda: self._run_patchings(model, checkpoint, cloud, s.fps_start, [0]))
+        first = self.maps_cache.get_or_compute(
+            key, lambda: self._run_patchings(model, checkpoint, cloud, s.fps_start, [0])[0])
         count = max(1, int(s.patchings))
-        if len(views) < count:
-            with self._patching_lock:   # one batch at a time extends a set
-                if len(views) < count:
-                    views.extend(self._run_patchings(model, checkpoint, cloud, s.fps_start, range(len(views), count)))
-        return views[:count]
+        if count == 1:
+            return [first]
+        more = self.more_patchings.get_or_compute(key, list)
+        if len(more) < count - 1:
+            with self._patching_lock:   # one batch at a time extends a list
+                if len(more) < count - 1:
+                    more.extend(self._run_patchings(model, checkpoint, cloud, s.fps_start,
+                                                    range(len(more) + 1, count)))
+        return [first] + more[:count - 1]
 
     def _run_patchings(self, model, checkpoint: str, cloud: LoadedCloud, fps_start: str, ks) -> list[MapsView]:
         """Run the model for patchings ks (0 alone, or several k >= 1 in one batch) and wrap their maps."""
@@ -886,8 +897,9 @@ class Explorer:
         if ks == [0]:
             all_maps = [AttentionMaps.from_model(_with_fps_start(model, fps_start), cloud.points[inputs[0][0]])]
         else:  # each input starts at its own first point, where an index-0 model starts its centres
-            all_maps = maps_from_model_batch(_with_fps_start(model, "index0"),
-                                             np.stack([cloud.points[idx] for idx, _ in inputs]))
+            runner, all_maps = _with_fps_start(model, "index0"), []
+            for c in range(0, len(ks), PATCHING_BATCH):
+                all_maps += maps_from_model_batch(runner, np.stack([cloud.points[idx] for idx, _ in inputs[c:c + PATCHING_BATCH]]))
         ms = (time.perf_counter() - t0) * 1000 / len(ks)
         self.n_forward += 1
         out = []
