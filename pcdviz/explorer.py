@@ -1025,6 +1025,8 @@ class Explorer:
                 extra["deviation"] = max(extra["deviation"], extra_k["deviation"])
             values = (acc / len(mvs)).astype(np.float32)
             title += f" · mean of {len(mvs)} patchings"
+        elif len(mvs) > 1:   # a crop is cut around one patch of one patching: not averaged
+            title += " · first patching only"
         extra["near_uniform"] = s.mode != "crop" and extra["deviation"] <= NEAR_UNIFORM_TOL
         if extra["near_uniform"]:
             title += f" · near uniform (±{extra['deviation']:.0%})"
