@@ -288,3 +288,14 @@ def test_big_clouds_average_through_order_independent_anchors(tmp_path):
     b[perm] = b_perm
     assert a_cloud.anchors() is not None and len(a_cloud.anchors()[0]) == ANCHORS_MAX
     assert np.allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_the_model_card_and_the_info_panel_name_the_sampling_start(client):
+    cid, *_ = client.predict(category="mug", api_name="/load_shape")
+    card, *_, info, plot, status = client.predict(checkpoint="dino-tiny", cloud_id=cid, api_name="/select_checkpoint")
+    assert "FPS start: index0 in training" in card and "default geometric" in card
+    assert "sampling start (input and patch centres): geometric" in info
+    info, plot, status = client.predict(cloud_id=cid, checkpoint="dino-tiny", fps_start="index0", patchings=1,
+                                        api_name="/set_options")
+    assert "sampling start (input and patch centres): index0, the file's first point" in info
+    assert "patchings" not in info and "patchings" not in status
