@@ -222,17 +222,46 @@ def _checkpoint_dir(folder) -> Path:
     return path
 
 
-def load_checkpoint(folder, device: str | torch.device = "cpu") -> tuple[PointViT, dict]:
-    """Load a checkpoint folder: the PointViT in eval mode and its card. Never unpickles."""
+def load_checkpoint(folder, device: str | torch.device = "cpu", snapshot: int | None = None) -> tuple[PointViT, dict]:
+    """Load a checkpoint folder: the PointViT in eval mode and its card. Never unpickles.
+
+    snapshot: a training step listed in the card's "snapshots" (the teacher at that step, stored in float16
+    and returned as float32 in the model's own dtypes); None is the checkpoint itself."""
     folder = _checkpoint_dir(folder)
     pickles = _pickles_in(folder)
     if pickles:
         raise CheckpointError(f"{folder}: contains {', '.join(pickles)}; {_PICKLE_HINT}")
     card = read_card(folder)
     config = config_from_card(card)
-    weights = folder / MODEL_FILE
+    weights = folder / MODEL_FILE if snapshot is None else snapshot_file(folder, card, snapshot)
     if not weights.is_file():
-        raise CheckpointError(f"{folder}: no {MODEL_FILE}")
+        raise CheckpointError(f"{folder}: no {weights.relative_to(folder)}")
+    model = _load_weights(weights, config, folder)
+    return model.to(device).eval(), card
+
+
+def snapshot_steps(card: dict) -> list[int]:
+    """The training steps of the snapshots a card lists (ascending; empty when it has none)."""
+    snaps = card.get("snapshots")
+    if not isinstance(snaps, list):
+        return []
+    return sorted(int(s["step"]) for s in snaps if isinstance(s, dict) and isinstance(s.get("step"), int))
+
+
+def snapshot_file(folder: Path, card: dict, step: int) -> Path:
+    """The file of the snapshot at `step`: only names the card lists, and only inside snapshots/."""
+    for s in card.get("snapshots") or []:
+        if isinstance(s, dict) and s.get("step") == step:
+            name = str(s.get("file", ""))
+            path = (folder / name).resolve()
+            if path.parent != (folder / "snapshots").resolve() or path.suffix != ".safetensors":
+                raise CheckpointError(f"{folder}: snapshot {step} names {name!r}, not a file in snapshots/")
+            return path
+    raise CheckpointError(f"{folder}: no snapshot at step {step}; it has {snapshot_steps(card) or 'none'}")
+
+
+def _load_weights(weights: Path, config: PointViTConfig, folder: Path) -> PointViT:
+    """A PointViT of `config` with the tensors of `weights`, after checking the header matches it exactly."""
     header = check_safetensors_header(weights)
     with torch.device("meta"):  # shapes only: nothing is allocated before the file is known to match
         expected = PointViT(config).state_dict()
@@ -252,14 +281,14 @@ def load_checkpoint(folder, device: str | torch.device = "cpu") -> tuple[PointVi
             parts.append(f"shape mismatch {_short(mismatched)}")
         if wrong_dtype:
             parts.append(f"non-float tensors {_short(wrong_dtype)}")
-        raise CheckpointError(f"{folder}: {MODEL_FILE} does not match the model in {CARD_FILE}: " + "; ".join(parts))
+        raise CheckpointError(f"{folder}: {weights.name} does not match the model in {CARD_FILE}: " + "; ".join(parts))
     try:
         state = load_file(str(weights), device="cpu")
     except Exception as err:  # the header passed our checks, so this is a truncated / damaged data section
         raise CheckpointError(f"{weights}: could not read tensors ({err})") from None
     model = PointViT(config)
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=True)
-    return model.to(device).eval(), card
+    return model
 
 
 def _short(items: list[str], n: int = 8) -> str:

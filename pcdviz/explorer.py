@@ -555,7 +555,15 @@ class Explorer:
                 message = message.replace(root + os.sep, "").replace(root, "checkpoints")
         return message
 
+    def snapshot_names(self, name: str) -> list[str]:
+        """The checkpoint over training: a name per snapshot its card lists ("NAME@step-S"), then NAME itself."""
+        from pcdviz.checkpoints import snapshot_steps
+
+        base, _ = split_snapshot(name)
+        return [f"{base}{SNAPSHOT_SEP}{s}" for s in snapshot_steps(self._card_of(base))] + [base]
+
     def _card_of(self, name: str) -> dict:
+        name, _ = split_snapshot(name)
         info = self._infos.get(name)
         if info is None:
             return dict(BUILTIN_CARD)
@@ -563,11 +571,15 @@ class Explorer:
         return dict(card) if isinstance(card, dict) else {}
 
     def model(self, name: str):
-        """(PointViT in eval mode, card) for a scanned checkpoint name; ExplorerError if unusable."""
+        """(PointViT in eval mode, card) for a scanned checkpoint name, or "NAME@step-S" for one of its training
+        snapshots (see snapshot_names); ExplorerError if unusable."""
         name = str(name or "")
-        if name not in self._infos:
-            raise ExplorerError(f"There is no checkpoint called {name!r}; choose one of: {', '.join(self.checkpoint_names())}.")
-        info = self._infos[name]
+        base, step = split_snapshot(name)
+        if base not in self._infos:
+            raise ExplorerError(f"There is no checkpoint called {base!r}; choose one of: {', '.join(self.checkpoint_names())}.")
+        info = self._infos[base]
+        if step is not None and info is None:
+            raise ExplorerError("The built-in model has no training snapshots.")
         if info is not None and getattr(info, "error", None):
             raise ExplorerError(f"Checkpoint {name!r} cannot be used: {self._scrub(info.error)}")
 
@@ -577,7 +589,7 @@ class Explorer:
             from pcdviz.checkpoints import CheckpointError, load_checkpoint
 
             try:
-                model, card = load_checkpoint(info.path)
+                model, card = load_checkpoint(info.path, snapshot=step)
             except CheckpointError as e:
                 raise ExplorerError(f"Checkpoint {name!r} cannot be used: {self._scrub(str(e))}") from None
             except Exception as e:  # corrupt weights etc.: still a sentence, never a traceback
@@ -1308,6 +1320,17 @@ def _fmt_score(v) -> str:
     if isinstance(v, dict):
         return "{" + ", ".join(f"{k}: {_fmt_score(x)}" for k, x in v.items()) + "}"
     return str(v)
+
+
+SNAPSHOT_SEP = "@step-"   # "dwc-tiny@step-300": the checkpoint's teacher at training step 300
+
+
+def split_snapshot(name: str) -> tuple[str, int | None]:
+    """("NAME", S) for "NAME@step-S", (name, None) for a plain checkpoint name."""
+    base, sep, step = str(name).rpartition(SNAPSHOT_SEP)
+    if sep and step.isdigit():
+        return base, int(step)
+    return str(name), None
 
 
 def relative_layer(layer: int, n_from: int, n_to: int) -> int:

@@ -408,3 +408,34 @@ def test_training_crops_and_the_explorers_local_crop_cut_the_same_ball():
         mine = explorer_crop(pts[b].numpy(), int(seed[b]), float(ratio[b]))
         assert len(mine) == k and mine[0] == int(seed[b]) and idx[b, 0] == seed[b]
         assert set(mine.tolist()) == set(idx[b].tolist())
+
+
+def test_snapshots_are_kept_shipped_and_loadable(short_run):
+    """The default recipe keeps 4 teacher snapshots (steps 0, 5, 10, 15 of 20) in the run and the checkpoint;
+    each loads as a model whose weights are the float16 copy of that step's teacher, and the explorer steps
+    through them by name."""
+    from safetensors.torch import load_file
+
+    from pcdviz.checkpoints import load_checkpoint, read_card, snapshot_steps
+    from pcdviz.explorer import Explorer, ViewSettings
+
+    out, _ = short_run
+    ck = out / "checkpoint"
+    card = read_card(ck)
+    assert snapshot_steps(card) == [0, 5, 10, 15]
+    assert sorted(p.name for p in (ck / "snapshots").iterdir()) == [f"step-{s:07d}.safetensors" for s in (0, 5, 10, 15)]
+    first, _ = load_checkpoint(ck, snapshot=0)
+    final, _ = load_checkpoint(ck)
+    raw = load_file(str(ck / "snapshots" / "step-0000000.safetensors"))
+    assert all(v.dtype == torch.float16 for v in raw.values() if v.is_floating_point())
+    assert all(torch.equal(first.state_dict()[k], v.float()) for k, v in raw.items())
+    assert not torch.equal(first.blocks[0].attn.qkv.weight, final.blocks[0].attn.qkv.weight)  # it trained
+    with pytest.raises(Exception, match="no snapshot at step 7"):
+        load_checkpoint(ck, snapshot=7)
+
+    ex = Explorer(out)
+    names = ex.snapshot_names("checkpoint")
+    assert names == ["checkpoint@step-0", "checkpoint@step-5", "checkpoint@step-10", "checkpoint@step-15", "checkpoint"]
+    cid = ex.load_shape("chair", n_points=256).cloud_id
+    maps = [ex.view(n, cid, ViewSettings(mode="cls")).panels[0].values for n in names]
+    assert not np.allclose(maps[0], maps[-1])  # attention over training changes

@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import signal
 import sys
 import time
@@ -119,6 +120,8 @@ class TrainConfig:
     save_every_steps: int = 0                # 0 = only by time
     save_every_min: float = 10.0
     max_steps: int = 0                       # stop (state saved, resumable) after this global step; 0 = run to the end
+    snapshots: int = 4                       # teacher backbones kept at evenly spaced steps (0, 1/n, ..., (n-1)/n of the
+    #                                          run; float16) and shipped in the checkpoint: attention over training
 
     def __post_init__(self):
         self.global_scale = tuple(self.global_scale)
@@ -130,7 +133,7 @@ class TrainConfig:
 
 # Settings that may change when a run is resumed (they do not change what is computed).
 RUNTIME_FIELDS = {"out", "device", "num_workers", "log_every", "save_every_steps", "save_every_min", "max_steps",
-                  "cache_mb"}
+                  "cache_mb", "snapshots"}
 
 
 def load_recipe(name: str) -> dict:
@@ -512,6 +515,26 @@ def save_state(out: Path, step: int, student: nn.Module, teacher: nn.Module, dis
     return out / name
 
 
+def snapshot_steps(total_steps: int, n: int) -> set[int]:
+    """The steps at which a teacher snapshot is kept: n evenly spaced from 0 (the end is the checkpoint itself)."""
+    return {round(total_steps * i / n) for i in range(n)} if n > 0 and total_steps > 0 else set()
+
+
+def save_snapshot(out: Path, step: int, backbone: nn.Module) -> Path:
+    """The teacher backbone at `step` as out/snapshots/step-<step>.safetensors in float16 (half the size; the
+    explorer reads it back as float32), written atomically so a kill never leaves half a file."""
+    folder = out / "snapshots"
+    folder.mkdir(exist_ok=True)
+    path = folder / f"step-{step:07d}.safetensors"
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    state = {k: (v.half() if v.is_floating_point() else v).detach().cpu().contiguous() for k, v in
+             backbone.state_dict().items()}
+    save_file(state, str(tmp), metadata={"step": str(step)})
+    fsync_file(tmp)
+    os.replace(tmp, path)
+    return path
+
+
 def load_state(out: Path) -> tuple[dict, dict] | None:
     """(tensors, state.json) of the run in `out`, or None when it has no saved state."""
     path = out / "state.json"
@@ -721,6 +744,7 @@ def main(argv: list[str] | None = None) -> int:
         if not resuming:
             for old in list(out.glob("state*")):
                 old.unlink()
+            shutil.rmtree(out / "snapshots", ignore_errors=True)   # a new run: the old run's snapshots do not belong
 
     # data first: a missing or unreadable release ends the run before a large model is built
     dataset = open_train_dataset(cfg)
@@ -793,6 +817,9 @@ def main(argv: list[str] | None = None) -> int:
         if main_process:
             save_state(out, step, student, teacher, distill_loss, optimizer, state_meta(step))
 
+    snap_at = snapshot_steps(total_steps, cfg.snapshots) if main_process else set()
+    if start_step in snap_at and not (out / "snapshots" / f"step-{start_step:07d}.safetensors").exists():
+        save_snapshot(out, start_step, teacher.backbone)
     t_start = time.time()
     last_save = time.time()
     step = start_step
@@ -856,6 +883,8 @@ def main(argv: list[str] | None = None) -> int:
                 ema_update(teacher, student, float(sched.momentum[step]))
                 distill_loss.update_center(teacher_logits)
                 step += 1
+                if step in snap_at:
+                    save_snapshot(out, step, teacher.backbone)
 
                 # ---- logging (rank 0)
                 t_done = time.perf_counter()
@@ -951,7 +980,16 @@ def write_checkpoint(folder: Path, backbone: PointViT, cfg: TrainConfig, data_in
     card = {"method": method, "data": describe_dataset(cfg, data_info), "dataset": data_info, "epochs": cfg.epochs,
             "wall_time_s": round(wall_time_s, 1), "recipe": asdict(cfg), "samples_seen": samples_seen,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    return save_checkpoint(folder, backbone.cpu().eval(), card)
+    snapshots = sorted((folder.parent / "snapshots").glob("step-*.safetensors"))
+    if snapshots:  # in the checkpoint folder too, named in the card, for the explorer's training slider
+        card["snapshots"] = [{"step": int(p.stem[5:]), "file": f"snapshots/{p.name}"} for p in snapshots]
+        card["snapshots_note"] = "teacher backbones (float16) at these training steps; the checkpoint is the last step"
+    path = save_checkpoint(folder, backbone.cpu().eval(), card)
+    if snapshots:
+        (path / "snapshots").mkdir(exist_ok=True)
+        for p in snapshots:
+            shutil.copy2(p, path / "snapshots" / p.name)
+    return path
 
 
 if __name__ == "__main__":
