@@ -60,3 +60,31 @@ def test_ibot_run_exports_a_plain_backbone_and_resumes_bit_for_bit(tmp_path):
     assert card["method"] == "dino+contrast+ibot" and card["recipe"]["patch_weight"] == 1.0
     model, _ = load_checkpoint(straight / "checkpoint")   # only the backbone: loads as any PointViT
     assert not any("mask_token" in k or "patch_head" in k for k in model.state_dict())
+
+
+def test_point_reconstruction_target():
+    """Method dino+contrast+mae: the masked tokens predict their patch's points; a perfect guess scores 0."""
+    from types import SimpleNamespace
+
+    from pcdviz.model import DINOHead, PointViT, preset
+    from training.patch_objective import MAE, build_patch_student, reconstruction_loss
+    torch.manual_seed(0)
+    backbone = PointViT(preset("tiny", depth=1, width=32, n_heads=2, embed_dims=(8, 16), pos_hidden=16, n_points=128,
+                               n_groups=8, group_size=16))
+    cfg = SimpleNamespace(method=MAE, n_global=2, mask_ratio_min=0.25, mask_ratio_max=0.5)
+    net = build_patch_student(backbone, DINOHead(32, 16, 32, 8), cfg).train()
+    views = [torch.randn(3, 128, 3) for _ in range(2)] + [torch.randn(3, 32, 3)]
+    assert net(views).shape == (9, 16)
+    assert net.patch_points.shape == (6, 8, 16, 3) and net.patch_logits.shape == (6, 8, 48)
+    loss = reconstruction_loss(net)
+    assert loss > 0
+    loss.backward()
+    assert net.mask_token.grad.abs().sum() > 0 and backbone.pos_embed[0].weight.grad.abs().sum() > 0
+    # the true points in units of the mean patch radius, in any order within the patch: Chamfer 0
+    m = net.patch_mask
+    true = net.patch_points[m]
+    scale = true.norm(dim=-1).amax(-1).mean()
+    perfect = torch.zeros_like(net.patch_logits)
+    perfect[m] = (true / scale).flip(1).reshape(len(true), -1)
+    net.patch_logits = perfect
+    assert reconstruction_loss(net).item() < 1e-9

@@ -44,10 +44,10 @@ from pcdviz.model import DINOHead, PointViT, preset
 from training.crops import CropConfig, multi_crop
 from training.distributed import convert_global_batchnorm, mean_over_ranks
 from training.losses import ContrastiveLoss, DistillationLoss, collapse_warning, entropy
-from training.patch_objective import IBOT, add_patch_term, build_patch_student
+from training.patch_objective import IBOT, MAE, PATCH_METHODS, add_patch_term, build_patch_student
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-METHODS = ("dino+contrast", "dino", IBOT)   # IBOT: + masked patch-token distillation
+METHODS = ("dino+contrast", "dino", IBOT, MAE)   # IBOT / MAE: + masked patch-token distillation / point reconstruction
 
 
 # --------------------------------------------------------------------------- config
@@ -252,7 +252,7 @@ def build_student(cfg: TrainConfig) -> MultiCropNet:
     head = DINOHead(backbone.embed_dim, cfg.out_dim, hidden_dim=cfg.head_hidden,
                     bottleneck_dim=cfg.head_bottleneck, n_layers=cfg.head_layers,
                     norm_last_layer=cfg.norm_last_layer, use_bn=cfg.head_bn)
-    if cfg.method == IBOT:   # + a patch head and a mask token (training/patch_objective.py)
+    if cfg.method in PATCH_METHODS:   # + a patch head and a mask token (training/patch_objective.py)
         return build_patch_student(backbone, head, cfg)
     return MultiCropNet(backbone, head)
 
@@ -863,7 +863,7 @@ def main(argv: list[str] | None = None) -> int:
                         teacher_logits = teacher(views[:cfg.n_global]).float()
                     student_logits = model(views).float()
                 losses = step_loss(cfg, student_logits, teacher_logits, tau_t, distill_loss, contrast_loss, world)
-                if cfg.method == IBOT:   # masked patch-token distillation (training/patch_objective.py)
+                if cfg.method in PATCH_METHODS:   # the masked patch term (training/patch_objective.py)
                     add_patch_term(losses, student, teacher, tau_t, cfg)
                 loss, distill, contrast, targets = losses["loss"], losses["distill"], losses["contrast"], losses["targets"]
                 bad = ~torch.isfinite(loss.detach())
