@@ -30,6 +30,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from pcdviz.feature_views import FEATURE_MODES, feature_view
+
 
 log = logging.getLogger("pcdviz.explorer")
 
@@ -46,6 +48,8 @@ MODES: dict[str, str] = {      # value -> label
     "rollout": "attention rollout (all layers)",
     "query": "query patch → patches",
     "crop": "local crop ↔ global",
+    "pca": "patch features (PCA → RGB)",
+    "similarity": "patch similarity to the query",
 }
 FUSIONS = ("mean", "max", "min")
 COLORSCALES = ("Viridis", "Inferno", "Magma", "Plasma", "Cividis", "Turbo", "Jet", "Hot", "Greys", "RdBu_r")
@@ -370,11 +374,14 @@ class ViewSettings:
     up: str = "auto"           # the file's axis shown (and fed to the model) as up (UP_AXES)
     fps_start: str = "geometric"   # where farthest point sampling starts (FPS_STARTS)
     patchings: int = DEFAULT_PATCHINGS   # maps averaged over this many patchings (one forward pass each)
+    others: tuple = ()         # more cloud ids shown beside the cloud (pca: fitted jointly; similarity: matched)
+    drop_first: bool = False   # pca: colour components 2-4 (the first often splits background-like tokens off)
 
     @classmethod
     def parse(cls, mode="cls", layer=-1, head="mean", query=0, keep=1.0, crop_ratio=0.3, point_size=0.0,
               colorscale="Viridis", color_range="auto", show_centers=False, camera=None, units="uniform",
-              up="auto", fps_start="geometric", patchings=DEFAULT_PATCHINGS) -> "ViewSettings":
+              up="auto", fps_start="geometric", patchings=DEFAULT_PATCHINGS, others=(),
+              drop_first=False) -> "ViewSettings":
         """Validate and clamp values that may come from a browser or an API client."""
         mode = str(mode or "cls")
         if mode not in MODES:
@@ -393,7 +400,17 @@ class ViewSettings:
                    crop_ratio=_clip(_as_float(crop_ratio, "crop size", 0.3), 0.05, 0.95),
                    point_size=_clip(_as_float(point_size, "point size", 0.0), 0.0, 20.0),
                    colorscale=colorscale, color_range=color_range, show_centers=bool(show_centers),
-                   camera=parse_camera(camera), units=units, up=up, fps_start=fps_start, patchings=patchings)
+                   camera=parse_camera(camera), units=units, up=up, fps_start=fps_start, patchings=patchings,
+                   others=_cloud_ids(others), drop_first=bool(drop_first))
+
+
+def _cloud_ids(value) -> tuple:
+    """Cloud ids from a list or a comma-separated string (the API's and the page's form), at most 5."""
+    items = value.split(",") if isinstance(value, str) else list(value or [])
+    ids = tuple(dict.fromkeys(str(v).strip() for v in items if str(v).strip()))
+    if len(ids) > 5 or any(len(i) > 200 for i in ids):
+        raise ExplorerError("Show at most 5 more clouds beside the first.")
+    return ids
 
 
 def _choice(value, default: str, allowed, name: str) -> str:
@@ -1050,6 +1067,8 @@ class Explorer:
         from dataclasses import replace
 
         s = settings or ViewSettings()
+        if s.mode in FEATURE_MODES:  # what the tokens say: pcdviz/feature_views.py
+            return feature_view(self, checkpoint, cloud_id, s, compare)
         cloud = self.shown_cloud(cloud_id, s.up)
         names = [checkpoint] + [c for c in (compare or []) if c and c != checkpoint]
         names = list(dict.fromkeys(names))
@@ -1230,11 +1249,14 @@ class Explorer:
 
         p = view.panels[0]
         values = p.values
+        path = self._export_path(self._stem(view), ".ply")
+        if np.ndim(values) == 2:  # the PCA view: its RGB (in [0, 1]) as the colours, no scalar
+            io.save_ply(path, view.cloud.file_points(), values)
+            return path
         if view.settings.mode == "heads" and len(view.panels) > 1:  # one colour per point: the mean over heads
             values = np.mean([q.values for q in view.panels], axis=0).astype(np.float32)
         cmin, cmax = _color_limits(values, view.settings.color_range, _level(p, view.settings))
         colors = colorize(values, view.settings.colorscale, cmin, cmax)
-        path = self._export_path(self._stem(view), ".ply")
         io.save_ply(path, view.cloud.file_points(), colors, scalar=values)
         return path
 
@@ -1251,6 +1273,10 @@ class Explorer:
                 continue
             seen.append(p.checkpoint)
             pre = "" if len(seen) == 1 else f"ckpt{len(seen) - 1}_"
+            if "basis" in p.extra:  # the PCA view: the basis its colours came from
+                b = p.extra["basis"]
+                arrays.update({pre + "pca_mean": b.mean, pre + "pca_components": b.components,
+                               pre + "pca_low": b.low, pre + "pca_high": b.high})
             m = p.mv.maps
             arrays.update({pre + "attentions": np.asarray(m.attentions), pre + "centers": np.asarray(m.centers),
                            pre + "group_idx": np.asarray(m.group_idx), pre + "model_points": np.asarray(m.points),

