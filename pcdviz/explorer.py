@@ -512,6 +512,7 @@ class Explorer:
         self.maps_cache = LRUCache(max_maps)
         self.more_patchings = LRUCache(max_patching_sets)   # patchings 1.. of a view (Explorer.patchings)
         self.crops = LRUCache(64)
+        self.head_stats_cache = LRUCache(16)   # checkpoint -> head statistics over the fixed probe set
         self._patching_lock = threading.Lock()
         self.dependence = LRUCache(64)   # (maps, head) -> query dependence per layer
         self.n_forward = 0   # model forward passes run; tests check that view changes add none
@@ -1187,6 +1188,31 @@ class Explorer:
                                      centers=centers, highlight=highlight, hover=hover,
                                      colorbar_title=titles_cb if not shared_scale else titles_cb[0],
                                      height=480 if len(panels) <= 2 else 420, **common)
+
+    def head_stats(self, names: list[str]):
+        """(figure, markdown) of each checkpoint's head statistics (pcdviz.head_stats) over a fixed set: the first
+        test shape of every synthetic category at the model's input size. Cached per checkpoint (~0.3 s each)."""
+        from pcdviz.head_stats import head_statistics, head_stats_figure, synthetic_probe_set
+
+        stats = {}
+        for name in dict.fromkeys(n for n in names if n):
+            model, _ = self.model(name)
+
+            def compute(model=model):
+                clouds, labels = synthetic_probe_set(model.config.n_points)
+                return head_statistics(model, clouds, labels)
+
+            stats[name] = self.head_stats_cache.get_or_compute(name, compute)
+        rows = ["| checkpoint | layer | mean distance | distance ratio | entropy | argmax share | part IoU |",
+                "| --- | --- | --- | --- | --- | --- | --- |"]
+        for name, st in stats.items():
+            for layer in range(len(st["mean_distance"])):
+                rows.append(f"| {name} | {layer} | " + " | ".join(
+                    f"{st[k][layer].min():.2f}–{st[k][layer].max():.2f}"
+                    for k in ("mean_distance", "distance_ratio", "entropy", "argmax_share", "part_iou")) + " |")
+        note = ("Per layer, the range over heads; averaged over the first test shape of each of the 16 synthetic "
+                "categories. Distance in units of the unit-sphere cloud; ratio 1 = no preference for near patches.")
+        return head_stats_figure(stats), "\n".join(rows) + "\n\n" + note
 
     def pick(self, checkpoint: str, cloud_id: str, xyz, settings: ViewSettings | None = None) -> int:
         """The query patch nearest a clicked point (x, y, z in the displayed coordinates: normalised and turned

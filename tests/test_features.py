@@ -147,3 +147,20 @@ def test_feature_views_change_within_the_latency_target(explorer):
     for s in (ViewSettings.parse(mode="pca"), ViewSettings.parse(mode="similarity", query=3)):
         ex.view("dwc-tiny", a, s)  # the model has run on the cloud
         assert median_seconds(lambda: ex.view("dwc-tiny", a, s), n=9) < 0.1
+
+
+def test_head_statistics_are_cached_and_tabled(explorer):
+    from pcdviz.head_stats import head_statistics, synthetic_probe_set
+
+    ex, _ = explorer
+    fig, table = ex.head_stats(["dwc-tiny", "random-tiny"])
+    assert "| dwc-tiny | 3 |" in table and "| random-tiny | 0 |" in table
+    assert {t.name for t in fig.data} == {"dwc-tiny", "random-tiny"} and len(fig.data) == 6  # 3 statistics each
+    model, _ = ex.model("random-tiny")
+    clouds, labels = synthetic_probe_set(model.config.n_points)
+    direct = head_statistics(model, clouds, labels)
+    cached = ex.head_stats_cache.get("random-tiny")
+    assert all(np.array_equal(direct[k], cached[k]) for k in direct)
+    # an untrained model: no locality (ratio ~1), near-uniform entropy (ln G), no part alignment
+    G = model.config.n_groups
+    assert np.allclose(direct["distance_ratio"], 1, atol=0.02) and np.allclose(direct["entropy"], np.log(G), atol=0.05)

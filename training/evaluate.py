@@ -40,7 +40,8 @@ from sklearn.model_selection import train_test_split
 from sklearn.svm import LinearSVC
 from tqdm import tqdm
 
-from pcdviz.attention import AttentionMaps, attention_locality
+from pcdviz.attention import AttentionMaps
+from pcdviz.head_stats import head_statistics
 from pcdviz.checkpoints import CheckpointError, load_checkpoint, read_card, update_card
 from pcdviz.data import DatasetError
 from pcdviz.ops import farthest_point_sample, index_points
@@ -213,24 +214,27 @@ LOCAL_RATIO = 0.5   # a head is "local" when its distance ratio is at most this 
 
 
 def locality(model, dataset, per_class: int = 1, local_ratio: float = LOCAL_RATIO) -> dict:
-    """Patch-to-patch locality (pcdviz.attention.attention_locality) per layer and head, averaged over the
-    first `per_class` test shapes of every class (a fixed set): the (L, H) tables and two summaries."""
+    """Head statistics (pcdviz.head_stats: locality, mean attention distance, entropy, and part alignment where
+    the shapes have part labels) per layer and head, averaged over the first `per_class` test shapes of every
+    class (a fixed set): the (L, H) tables and two summaries."""
     n_points = model.config.n_points
     taken: dict[int, int] = {}
-    ratio, share = [], []
+    clouds, parts = [], []
     for i in range(len(dataset)):
         item = dataset[i]
         label = int(item["label"])
         if taken.get(label, 0) >= per_class:
             continue
         taken[label] = taken.get(label, 0) + 1
-        x, _ = model_inputs(torch.as_tensor(item["points"], dtype=torch.float32)[None], n_points)
-        m = attention_locality(AttentionMaps.from_model(model, x[0].numpy()))
-        ratio.append(m["distance_ratio"]); share.append(m["argmax_share"])
-    ratio, share = np.mean(ratio, 0), np.mean(share, 0)   # (L, H)
-    local = (ratio <= local_ratio).sum(1)                  # local heads per layer
+        x, idx = model_inputs(torch.as_tensor(item["points"], dtype=torch.float32)[None], n_points)
+        clouds.append(x[0].numpy())
+        parts.append(None if item.get("parts") is None else np.asarray(item["parts"])[idx[0].numpy()])
+    labels = np.stack(parts) if all(p is not None for p in parts) else None
+    stats = head_statistics(model, np.stack(clouds), labels)
+    ratio, share = stats["distance_ratio"], stats["argmax_share"]   # (L, H)
+    local = (ratio <= local_ratio).sum(1)                            # local heads per layer
     return {"n_shapes": sum(taken.values()), "local_ratio": local_ratio,
-            "distance_ratio": np.round(ratio, 3).tolist(), "argmax_share": np.round(share, 3).tolist(),
+            **{k: np.round(v, 3).tolist() for k, v in stats.items()},
             "local_heads": local.tolist(), "local_heads_share_l01": float(local[:2].min() / ratio.shape[1]),
             "argmax_share_mean": float(share.mean())}
 
@@ -285,7 +289,10 @@ def evaluate(folder, dataset: str = "synthetic", feature: str = "cls+max", episo
                     "centre distance / mean pairwise centre distance (1 = no preference for near patches); argmax_share = "
                     "share of queries whose most-attended patch is the head's most common one (1 = one map whatever the "
                     "query); local_heads = heads per layer with ratio <= local_ratio; attn_local_heads_l01 (scores) = the "
-                    "smaller share of local heads of layers 0 and 1; attn_argmax_share = argmax_share over all heads"},
+                    "smaller share of local heads of layers 0 and 1; attn_argmax_share = argmax_share over all heads; "
+                    "mean_distance = the attention-weighted query-key centre distance itself (unit-sphere clouds); "
+                    "entropy = mean entropy of the patch queries' attention (nats; ln G = uniform); part_iou (part-"
+                    "labelled shapes) = each head's chance-corrected part IoU at that layer"},
                 "seconds": round(time.time() - t0, 1), "feature_seconds": round(t_feat, 1)}
     return finite_scores(scores), protocol
 
@@ -313,9 +320,12 @@ def format_table(name: str, scores: dict) -> str:
 
 def format_locality(loc: dict) -> str:
     """The locality tables, one line per layer: each head's distance ratio and query-argmax share."""
-    lines = [f"  patch-to-patch locality over {loc['n_shapes']} shapes: distance ratio / argmax share per head"]
-    for layer, (r, a) in enumerate(zip(loc["distance_ratio"], loc["argmax_share"])):
-        lines.append(f"    layer {layer}: " + "  ".join(f"{x:.2f}/{y:.2f}" for x, y in zip(r, a)))
+    lines = [f"  head statistics over {loc['n_shapes']} shapes, per head: distance ratio / argmax share / "
+             f"mean distance / entropy" + (" / part IoU" if "part_iou" in loc else "")]
+    keys = ["distance_ratio", "argmax_share", "mean_distance", "entropy"] + (["part_iou"] if "part_iou" in loc else [])
+    for layer in range(len(loc["distance_ratio"])):
+        heads = zip(*(loc[k][layer] for k in keys))
+        lines.append(f"    layer {layer}: " + "  ".join("/".join(f"{x:.2f}" for x in h) for h in heads))
     return "\n".join(lines)
 
 
