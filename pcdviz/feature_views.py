@@ -80,8 +80,8 @@ def _similarity_panels(ex, mvs, clouds, s, prefix: str) -> list:
                           highlight=src.patch_mask(q), mv=src, extra={"query": q, "attention": True}), clouds[0]))
     for mv, cloud in zip(mvs[1:], clouds[1:]):
         sim = patch_similarity(tokens, q, mv.maps.patch_tokens)
-        check = "mutual" if sim.mutual else f"not mutual: its best match is patch {sim.back}"
-        out.append((Panel(f"{prefix}{cloud.title} · best match patch {sim.best} ({check})",
+        check = "mutual" if sim.mutual else f"not mutual: it matches {sim.back}"
+        out.append((Panel(f"{prefix}{cloud.title} · best match {sim.best} ({check})",
                           mv.to_display(sim.values), sim.values, mv.checkpoint, highlight=mv.patch_mask(sim.best),
                           mv=mv, extra={"query": q, "best": sim.best, "back": sim.back, "mutual": sim.mutual}), cloud))
     return out

@@ -9,8 +9,8 @@ export or a script computes the same thing.
   component is dropped: it often separates "background-like" from the rest and hides the finer structure.
   The basis does not depend on the order of the tokens, and each component's sign is fixed by the basis
   itself (its largest-magnitude coordinate is positive), so re-running on a permuted cloud gives the same colours.
-- `patch_similarity`: cosine similarity of every patch token of one cloud to a query patch of another (or
-  the same) cloud, its best match, and whether the match is mutual (the query is also the best match of
+- `patch_similarity`: cosine similarity of every (centred) patch token of one cloud to a query patch of another
+  (or the same) cloud, its best match, and whether the match is mutual (the query is also the best match of
   that patch: the reverse nearest-neighbour check).
 """
 from __future__ import annotations
@@ -90,10 +90,15 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 
 def patch_similarity(source: np.ndarray, query: int, target: np.ndarray) -> Similarity:
-    """Similarity of each patch token of `target` (G2, D) to patch `query` of `source` (G1, D)."""
-    source, target = _unit(source), _unit(target)
+    """Similarity of each patch token of `target` (G2, D) to patch `query` of `source` (G1, D).
+
+    The tokens are centred on their joint mean first: after the final LayerNorm every token shares a large
+    common direction (raw cosines all lie within 0.97-1 for dwc-tiny), which says nothing about correspondence."""
+    source, target = np.asarray(source, dtype=np.float64), np.asarray(target, dtype=np.float64)
     if source.ndim != 2 or target.ndim != 2 or source.shape[1] != target.shape[1]:
         raise ValueError(f"patch tokens must be (G, D) of one width, got {source.shape} and {target.shape}")
+    mean = np.concatenate([source, target]).mean(0) if source is not target else source.mean(0)
+    source, target = _unit(source - mean), _unit(target - mean)
     if not 0 <= int(query) < len(source):
         raise IndexError(f"query patch {query} out of range for {len(source)} patches")
     values = target @ source[int(query)]

@@ -39,8 +39,8 @@ def served(explorer):
 
 
 @contextmanager
-def chromium_page(url: str, width: int = 1500, height: int = 1250, timeout_ms: int = 60_000):
-    """A page of headless chromium open on `url`, once the plot is on screen."""
+def chromium_page(url: str, width: int = 1500, height: int = 1250, timeout_ms: int = 60_000, wait_for: str = PLOT):
+    """A page of headless chromium open on `url`, once `wait_for` (the app's plot) is on screen."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -49,7 +49,7 @@ def chromium_page(url: str, width: int = 1500, height: int = 1250, timeout_ms: i
             page = browser.new_page(viewport={"width": width, "height": height})
             page.set_default_timeout(timeout_ms)
             page.goto(url)
-            page.wait_for_selector(PLOT)
+            page.wait_for_selector(wait_for)
             yield page
         finally:
             browser.close()

@@ -289,8 +289,13 @@ def _grid_figure(points_list, values_list, titles, *, cols: int, shared_scale: b
                                     xanchor="center", yanchor="bottom", showarrow=False, font=FONT))
     layout["annotations"] = annotations
     # plotly validates a list of colour strings one by one (300 ms for 3 x 2,048 RGB points); ours are "#rrggbb"
-    rgb = any(isinstance(t["marker"].get("color"), list) for t in data)
-    return go.Figure(data=data, layout=layout, _validate=not rgb)
+    if not any(isinstance(t["marker"].get("color"), list) for t in data):
+        return go.Figure(data=data, layout=layout)
+    import plotly.io as pio  # unvalidated, so the template must already be what validation would make of it
+
+    tpl = layout.get("template")
+    return go.Figure(data=data, layout={**layout, "template": pio.templates[tpl].to_plotly_json()
+                                        if isinstance(tpl, str) else tpl}, _validate=False)
 
 
 def heads_grid_figure(points, values_per_head: list[np.ndarray], titles, *, cols: int | None = None,

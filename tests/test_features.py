@@ -136,7 +136,7 @@ def test_similarity_view_matches_patches_across_clouds(explorer):
     assert len(v.panels) == 4  # 2 checkpoints x 2 clouds
     for p in (v.panels[1], v.panels[3]):
         s = patch_similarity(v.panels[0 if p is v.panels[1] else 2].mv.maps.patch_tokens, 7, p.mv.maps.patch_tokens)
-        assert p.extra["best"] == s.best and p.extra["mutual"] == s.mutual and f"best match patch {s.best}" in p.title
+        assert p.extra["best"] == s.best and p.extra["mutual"] == s.mutual and f"best match {s.best}" in p.title
 
 
 def test_feature_views_change_within_the_latency_target(explorer):
