@@ -68,9 +68,9 @@ FPS_STARTS: dict[str, str] = {
     "geometric": "the point farthest from the centroid (order-independent)",
     "index0": "the file's first point (training and the field's code)",
 }
-# One height for the single view and the heads grid (two rows of three share it): with the plot starting ~390 px
+# One height for the single view and the heads grid (two rows of three share it): with the plot starting ~390-430 px
 # down the page, the whole grid stays above the fold of a 1440 x 960 window (tests/test_browser.py).
-PLOT_HEIGHT = 560
+PLOT_HEIGHT = 520
 # Patchings run in forward passes of this many clouds: one batch of 15 raised each concurrent event's peak
 # memory (which glibc keeps) past the load test's memory bound (tests/test_load.py); 5 keeps most of the speed.
 PATCHING_BATCH = 5
