@@ -197,14 +197,30 @@ def _head_choices(n_heads: int) -> list[tuple[str, str]]:
 MAX_SESSIONS = 256
 
 
+# Where view changes are drawn. "page" (default): layer, head, threshold, colour and query changes recolour the
+# plot in the page from the maps the server sent once (pcdviz/pagedata.py, pcdviz/static/recolor.js), and server
+# figures replace the plot's data in place; "server": every change asks the server for a new figure that gr.Plot
+# mounts from scratch (the path before issue 16, kept for bench/bench_page.py's comparison).
+RENDERS = ("page", "server")
+STATIC = Path(__file__).resolve().parent / "static"
+# The page's settings for a local recolour, in the order the js handlers receive them.
+LOCAL_KEYS = ("mode", "layer", "head", "query", "keep", "point_size", "colorscale", "color_range", "units")
+
+
 def build_app(explorer: Explorer | None = None, checkpoints_dir: str | Path = "checkpoints",
-              delete_cache: tuple[int, int] = (600, 3600)):
+              delete_cache: tuple[int, int] = (600, 3600), render: str = "page"):
     """The Blocks: layout and event wiring only; every computation is an Explorer method.
 
-    delete_cache: (every N seconds, delete uploads and outputs older than M seconds) from Gradio's cache."""
+    delete_cache: (every N seconds, delete uploads and outputs older than M seconds) from Gradio's cache.
+    render: "page" or "server" (RENDERS). The named API endpoints are the same and return figures either way."""
     import functools
 
     import gradio as gr
+
+    from pcdviz import pagedata
+
+    if render not in RENDERS:
+        raise ValueError(f"render must be one of {', '.join(RENDERS)}, not {render!r}")
 
     ex = explorer or Explorer(checkpoints_dir)
     names = ex.usable_checkpoints()
@@ -247,7 +263,21 @@ def build_app(explorer: Explorer | None = None, checkpoints_dir: str | Path = "c
     def draw(cloud_id, checkpoint, compare, s: ViewSettings) -> tuple[View, str]:
         t0 = time.perf_counter()
         v = ex.view(checkpoint, cloud_id, s, list(compare or []))
+        v.figure._pcd_page = (v, checkpoint, list(compare or []))   # for the page's twin events (page_twin)
         return v, f"{v.caption} · {(time.perf_counter() - t0) * 1000:.0f} ms"
+
+    def page_twin(fn, plot_at: int):
+        """fn for the page: the figure it returns (output plot_at) becomes the page's JSON (figure and bundle)."""
+        @functools.wraps(fn)
+        def twin(*args, **kwargs):
+            out = fn(*args, **kwargs)
+            single = not isinstance(out, tuple)
+            out = [out] if single else list(out)
+            made = getattr(out[plot_at], "_pcd_page", None)
+            if made is not None:
+                out[plot_at] = pagedata.page_payload(ex, *made)
+            return out[0] if single else tuple(out)
+        return twin
 
     with gr.Blocks(title="pcdviz: attention explorer", analytics_enabled=False, delete_cache=delete_cache,
                    fill_width=True) as demo:
@@ -326,6 +356,23 @@ def build_app(explorer: Explorer | None = None, checkpoints_dir: str | Path = "c
         click = gr.Textbox("", visible="hidden", label="clicked point", elem_id="pcd-click")
         camera = gr.Textbox("", visible="hidden", label="camera", elem_id="pcd-camera")
         rejected = gr.Textbox("", visible="hidden", label="file the page refused", elem_id="pcd-rejected")
+        # page render: the server's figures and the maps to recolour them arrive here as JSON (pagedata), the
+        # page asks the server through `redraw` when it cannot recolour by itself, and the named API endpoints
+        # hang on `api_only`, which the page never clicks (gradio_client calls them by name, as before)
+        page_data = gr.Textbox(pagedata.page_payload(ex, view0, ckpt0, [], figure=False) if render == "page" else "",
+                               visible="hidden", label="page data", elem_id="pcd-page-data", max_lines=1)
+        redraw = gr.Button("redraw", visible="hidden", elem_id="pcd-redraw")
+        api_only = gr.Button("api", visible="hidden", elem_id="pcd-api-only")
+
+        def wire(triggers, fn, inputs, outputs, api_name, **kw):
+            """One endpoint: on the page's triggers in server render; in page render, the named endpoint (figures,
+            for API callers) on `api_only` and an undocumented twin that sends the page its JSON instead."""
+            if render == "server" or plot not in outputs:
+                return gr.on(triggers, fn, inputs, outputs, api_name=api_name, **kw)
+            gr.on([api_only.click], fn, inputs, outputs, api_name=api_name, **kw)
+            at = outputs.index(plot)
+            return gr.on(triggers, page_twin(fn, at), inputs, [page_data if o is plot else o for o in outputs],
+                         api_name=f"{api_name}_page", api_visibility="private", **kw)
 
         view_inputs = [checkpoint, compare, mode, layer, head, query, keep, crop_ratio, point_size, colorscale,
                        color_range, show_centers, camera, units, up, fps_start, patchings]
@@ -346,9 +393,20 @@ def build_app(explorer: Explorer | None = None, checkpoints_dir: str | Path = "c
         # stream of inputs is cut to the last one by trigger_mode="always_last". Dropdowns redraw on `select`:
         # Gradio's (6.31) single-choice dropdown sends `input` twice per choice (on the choice and on the blur
         # that follows), which asked the server for every head change twice.
-        gr.on([layer.input, head.select, query.submit, query.input, keep.input, crop_ratio.input,
-               point_size.input, colorscale.select, color_range.input, units.input, show_centers.input, compare.input],
-              view, [cloud_id, *view_inputs], [plot, status], api_name="view", **fast)
+        local = [layer.input, head.select, query.submit, query.input, keep.input, point_size.input,
+                 colorscale.select, color_range.input, units.input]
+        server = [crop_ratio.input, show_centers.input, compare.input]
+        if render == "server":
+            wire(local + server, view, [cloud_id, *view_inputs], [plot, status], "view", **fast)
+        else:
+            # recoloured in the page (static/page.js); the page clicks `redraw` when it needs the server
+            wire([redraw.click] + server, view, [cloud_id, *view_inputs], [plot, status], "view", **fast)
+            local_inputs = [mode, layer, head, query, keep, point_size, colorscale, color_range, units]
+            args = ", ".join(LOCAL_KEYS)
+            gr.on(local, None, [*local_inputs, status], [status], queue=False,
+                  js=f"({args}, status) => window.pcdviz.local({{{args}}}, status)")
+            page_data.change(None, [page_data, *local_inputs], None, queue=False,
+                             js=f"(text, {args}) => window.pcdviz.apply(text, {{{args}}})")
 
         @guard(3, 2)
         def set_mode(cloud_id, checkpoint, compare, mode, layer, head, query, keep, crop_ratio, point_size,
@@ -362,7 +420,7 @@ def build_app(explorer: Explorer | None = None, checkpoints_dir: str | Path = "c
             v, msg = draw(cloud_id, checkpoint, compare, s)
             return _layer_shown(v), v.figure, msg
 
-        mode.input(set_mode, [cloud_id, *view_inputs], [layer, plot, status], api_name="set_mode", **fast)
+        wire([mode.input], set_mode, [cloud_id, *view_inputs], [layer, plot, status], "set_mode", **fast)
 
         @guard(3, 2)
         def set_options(cloud_id, checkpoint, compare, mode, layer, head, query, keep, crop_ratio, point_size,
@@ -374,8 +432,8 @@ def build_app(explorer: Explorer | None = None, checkpoints_dir: str | Path = "c
             v, msg = draw(cloud_id, checkpoint, compare, s)
             return ex.cloud_info_markdown(ex.cloud(cloud_id), checkpoint, s), v.figure, msg
 
-        gr.on([up.input, fps_start.input, patchings.input], set_options, [cloud_id, *view_inputs],
-              [cloud_info, plot, status], api_name="set_options", **fast)
+        wire([up.input, fps_start.input, patchings.input], set_options, [cloud_id, *view_inputs],
+             [cloud_info, plot, status], "set_options", **fast)
 
         # What this session's layer slider and head list offer, and its HDF5 dataset list. Only a change of
         # those needs a property update: Gradio (6.31) answers each one with a new copy of the component that
@@ -406,9 +464,8 @@ def build_app(explorer: Explorer | None = None, checkpoints_dir: str | Path = "c
                     query, ex.cloud_info_markdown(ex.cloud(cloud_id), checkpoint, s), v.figure, msg,
                     gr.skip() if same else (n_layers, n_heads))
 
-        checkpoint.select(select_checkpoint, [checkpoint, cloud_id, *view_inputs[1:], offered_shape],
-                         [card, layer, head, query, cloud_info, plot, status, offered_shape],
-                         api_name="select_checkpoint")
+        wire([checkpoint.select], select_checkpoint, [checkpoint, cloud_id, *view_inputs[1:], offered_shape],
+             [card, layer, head, query, cloud_info, plot, status, offered_shape], "select_checkpoint")
 
         def show_cloud(cloud: LoadedCloud, checkpoint, compare, s: ViewSettings):
             v, msg = draw(cloud.cloud_id, checkpoint, compare, s)
@@ -423,8 +480,8 @@ def build_app(explorer: Explorer | None = None, checkpoints_dir: str | Path = "c
                          show_centers, camera, units, up, fps_start, patchings)
             return show_cloud(ex.load_shape(category, seed, n_points), checkpoint, compare, s)
 
-        gr.on([shape_btn.click, category.select], load_shape, [category, seed, n_points, *view_inputs],
-              [cloud_id, cloud_info, plot, status], api_name="load_shape")
+        wire([shape_btn.click, category.select], load_shape, [category, seed, n_points, *view_inputs],
+             [cloud_id, cloud_info, plot, status], "load_shape")
 
         @guard(4, 3)
         def load_mesh(mesh, checkpoint, compare, mode, layer, head, query, keep, crop_ratio, point_size,
@@ -435,7 +492,7 @@ def build_app(explorer: Explorer | None = None, checkpoints_dir: str | Path = "c
                          show_centers, camera, units, up, fps_start, patchings)
             return show_cloud(ex.load_mesh(mesh), checkpoint, compare, s)
 
-        mesh.select(load_mesh, [mesh, *view_inputs], [cloud_id, cloud_info, plot, status], api_name="load_mesh")
+        wire([mesh.select], load_mesh, [mesh, *view_inputs], [cloud_id, cloud_info, plot, status], "load_mesh")
 
         @guard(6, 4)
         def load_upload(file, h5_key, h5_index, checkpoint, compare, mode, layer, head, query, keep, crop_ratio,
@@ -453,9 +510,9 @@ def build_app(explorer: Explorer | None = None, checkpoints_dir: str | Path = "c
                 return cid, info, value, fig, msg, gr.skip()
             return cid, info, gr.update(choices=list(keys), value=value), fig, msg, keys
 
-        gr.on([upload.upload, h5_key.select, h5_index.submit], load_upload,
-              [upload, h5_key, h5_index, *view_inputs, offered_h5_keys],
-              [cloud_id, cloud_info, h5_key, plot, status, offered_h5_keys], api_name="load_upload")
+        wire([upload.upload, h5_key.select, h5_index.submit], load_upload,
+             [upload, h5_key, h5_index, *view_inputs, offered_h5_keys],
+             [cloud_id, cloud_info, h5_key, plot, status, offered_h5_keys], "load_upload")
 
         @guard(1, 0)
         def refuse_upload(rejected):
@@ -489,8 +546,8 @@ def build_app(explorer: Explorer | None = None, checkpoints_dir: str | Path = "c
             v, msg = draw(cloud_id, checkpoint, compare, replace(s, query=q))
             return q, s.mode, _layer_shown(v), v.figure, f"clicked patch {q} · {msg}"
 
-        click.change(pick_point, [click, cloud_id, *view_inputs], [query, mode, layer, plot, status],
-                     api_name="pick_point", **fast)
+        wire([click.change], pick_point, [click, cloud_id, *view_inputs], [query, mode, layer, plot, status],
+             "pick_point", **fast)
 
         def exporter(kind: str):
             @guard(2, 1)
@@ -607,8 +664,10 @@ def launch(demo, host: str = "127.0.0.1", port: int | None = None, *, concurrenc
     from pcdviz import io
 
     rules = json.dumps({"exts": sorted({e.lower() for e in io.SUPPORTED_EXTENSIONS}), "max": int(max_file_size)})
+    # the page's recolouring (issue 16): inline, so it is there before the first event
+    head = "".join(f"<script>\n{(STATIC / name).read_text()}\n</script>" for name in ("recolor.js", "page.js"))
     return demo.launch(server_name=host, server_port=port, max_file_size=max_file_size,
-                       js=APP_JS.replace("__PCD_UPLOAD_RULES__", rules), css=CSS,
+                       js=APP_JS.replace("__PCD_UPLOAD_RULES__", rules), css=CSS, head=head,
                        prevent_thread_lock=prevent_thread_lock, quiet=quiet, show_error=False, share=False,
                        footer_links=["api"], ssr_mode=False, state_session_capacity=max_sessions)
 
@@ -630,6 +689,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-sessions", type=int, default=MAX_SESSIONS,
                    help=f"sessions whose state the server keeps, least recently used dropped first (default: "
                         f"{MAX_SESSIONS}; about 230 KB each, plus the last figure each was sent)")
+    p.add_argument("--render", choices=RENDERS, default="page",
+                   help="page (default): layer, head, threshold, colour and query changes recolour the plot in the "
+                        "page; server: every change asks the server for a new figure (the old path)")
     p.add_argument("--torch-threads", type=int, default=None,
                    help="torch threads per event (default: CPUs / concurrency; 0 leaves torch's own default)")
     args = p.parse_args(argv)
@@ -646,5 +708,6 @@ def main(argv: list[str] | None = None) -> int:
     if ex.scan_error:
         print(f"pcdviz app: {ex.scan_error}")
     print(f"pcdviz app: checkpoints {', '.join(ex.checkpoint_names())}; serving on http://{args.host}:{args.port}")
-    launch(build_app(ex), args.host, args.port, concurrency=args.concurrency, max_sessions=args.max_sessions)
+    launch(build_app(ex, render=args.render), args.host, args.port, concurrency=args.concurrency,
+           max_sessions=args.max_sessions)
     return 0
