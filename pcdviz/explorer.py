@@ -952,7 +952,9 @@ class Explorer:
 
         mv = self.maps(checkpoint, self.shown_cloud(cloud_id, s.up).cloud_id, s.fps_start, 0)
         head = _head_value(s.head, mv.n_heads)
-        return self.dependence.get_or_compute((id(mv.maps), head), lambda: query_dependence(mv.maps.attentions, head))
+        first = int(getattr(mv.maps, "cls_tokens", 1))   # patches start after the CLS token, where there is one
+        return self.dependence.get_or_compute((id(mv.maps), head),
+                                              lambda: query_dependence(mv.maps.attentions, head, first_patch=first))
 
     def best_query_layer(self, checkpoint: str, cloud_id: str, s: ViewSettings) -> int:
         """The layer whose query maps differ most between queries (where query mode starts)."""
