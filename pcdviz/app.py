@@ -403,7 +403,7 @@ def build_app(explorer: Explorer | None = None, checkpoints_dir: str | Path = "c
             wire([redraw.click] + server, view, [cloud_id, *view_inputs], [plot, status], "view", **fast)
             local_inputs = [mode, layer, head, query, keep, point_size, colorscale, color_range, units]
             args = ", ".join(LOCAL_KEYS)
-            gr.on(local, None, [*local_inputs, status], [status], queue=False,
+            gr.on(local, None, [*local_inputs, status], [status], queue=False, show_progress="hidden",
                   js=f"({args}, status) => window.pcdviz.local({{{args}}}, status)")
             page_data.change(None, [page_data, *local_inputs], None, queue=False,
                              js=f"(text, {args}) => window.pcdviz.apply(text, {{{args}}})")

@@ -126,7 +126,9 @@
     const t0 = performance.now();
     try {
       const r = R().recolor(pcd.bundle, s);
+      const t1 = performance.now();
       paint(gd, r);
+      pcd.stats.marks = [t0, t1, performance.now()];   // entered, recoloured, plot updated (bench_page.py)
       pcd.stats.local++;
       pcd.stats.lastMs = performance.now() - t0;
       return `${r.caption} · ${pcd.stats.lastMs.toFixed(0)} ms in the page`;
