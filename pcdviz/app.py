@@ -92,7 +92,10 @@ APP_JS = r"""
         h.down = [e.clientX, e.clientY]; h.moved = false; h.pending = null; window.__pcdPressed = h;
       }, true);
     }
-    const send = xyz => setBox('pcd-click', JSON.stringify({x: xyz[0], y: xyz[1], z: xyz[2], t: Date.now()}));
+    const send = xyz => {  // in query mode the page may pick by itself (static/page.js); else the server does
+      if (window.pcdviz && window.pcdviz.pick && window.pcdviz.pick(xyz)) return;
+      setBox('pcd-click', JSON.stringify({x: xyz[0], y: xyz[1], z: xyz[2], t: Date.now()}));
+    };
     h.release = e => {
       h.moved = !h.down || Math.hypot(e.clientX - h.down[0], e.clientY - h.down[1]) > 4;
       if (!h.moved && h.pending) send(h.pending);
@@ -351,6 +354,30 @@ def build_app(explorer: Explorer | None = None, checkpoints_dir: str | Path = "c
                         ply_btn = gr.Button("PLY (attention as colours)")
                         npz_btn = gr.Button("NPZ (raw maps)")
                     download = gr.File(label="Download", interactive=False, elem_id="pcd-download")
+                with gr.Accordion("Patch features and correspondence", open=False):
+                    with gr.Row():
+                        feat_mode = gr.Radio([(MODES[m], m) for m in ("pca", "similarity")], value="pca",
+                                             label="Show", elem_id="pcd-feat-mode")
+                        others = gr.Dropdown([], value=[], multiselect=True, allow_custom_value=True,
+                                             label="Beside it (clouds seen)",
+                                             info="load other shapes, meshes or files first", elem_id="pcd-others")
+                        drop_first = gr.Checkbox(False, label="PCA: skip the first component")
+                    with gr.Row():
+                        feat_btn = gr.Button("Show features", variant="primary")
+                        others_btn = gr.Button("↻ clouds seen")
+                    feat_status = gr.Markdown("", elem_id="pcd-feat-status")
+                    feat_plot = gr.Plot(label="patch features", show_label=False, elem_id="pcd-feat-plot")
+                with gr.Accordion("Head statistics", open=False):
+                    stats_btn = gr.Button("Compute for the checkpoints shown")
+                    stats_plot = gr.Plot(label="head statistics", show_label=False, elem_id="pcd-stats-plot")
+                    stats_md = gr.Markdown("", elem_id="pcd-stats")
+                with gr.Accordion("Attention over training (snapshots)", open=False):
+                    with gr.Row():
+                        snapshot = gr.Slider(0, 1, value=1, step=1, label="Snapshot (0 = the first; the last = the checkpoint)",
+                                             elem_id="pcd-snapshot")
+                        snap_btn = gr.Button("↻ snapshots of this checkpoint")
+                    snap_status = gr.Markdown("", elem_id="pcd-snap-status")
+                    snap_plot = gr.Plot(label="snapshot", show_label=False, elem_id="pcd-snap-plot")
         # Not shown, but in the page: the JS writes clicks and the camera here; the cloud id travels with events.
         cloud_id = gr.Textbox(cloud0.cloud_id, visible="hidden", label="cloud id", elem_id="pcd-cloud-id")
         click = gr.Textbox("", visible="hidden", label="clicked point", elem_id="pcd-click")
@@ -362,6 +389,7 @@ def build_app(explorer: Explorer | None = None, checkpoints_dir: str | Path = "c
         page_data = gr.Textbox(pagedata.page_payload(ex, view0, ckpt0, [], figure=False) if render == "page" else "",
                                visible="hidden", label="page data", elem_id="pcd-page-data", max_lines=1)
         redraw = gr.Button("redraw", visible="hidden", elem_id="pcd-redraw")
+        picked = gr.Textbox("", visible="hidden", label="patch picked in the page", elem_id="pcd-pick")
         api_only = gr.Button("api", visible="hidden", elem_id="pcd-api-only")
 
         def wire(triggers, fn, inputs, outputs, api_name, **kw):
@@ -405,6 +433,10 @@ def build_app(explorer: Explorer | None = None, checkpoints_dir: str | Path = "c
             args = ", ".join(LOCAL_KEYS)
             gr.on(local, None, [*local_inputs, status], [status], queue=False, show_progress="hidden",
                   js=f"({args}, status) => window.pcdviz.local({{{args}}}, status)")
+            # a click in query mode picked in the page (static/page.js pcdviz.pick): the query box and the status
+            picked.input(None, [picked, *local_inputs, status], [query, status], queue=False, show_progress="hidden",
+                         js=f"(p, {args}, status) => {{ const q = JSON.parse(p).q; query = q; "
+                            f"return [q, 'clicked patch ' + q + ' · ' + window.pcdviz.local({{{args}}}, status)]; }}")
             page_data.change(None, [page_data, *local_inputs], None, queue=False,
                              js=f"(text, {args}) => window.pcdviz.apply(text, {{{args}}})")
 
@@ -569,6 +601,54 @@ def build_app(explorer: Explorer | None = None, checkpoints_dir: str | Path = "c
         for kind, btn in (("html", html_btn), ("ply", ply_btn), ("npz", npz_btn)):
             btn.click(exporter(kind), [cloud_id, *view_inputs], [download, status], api_name=f"export_{kind}")
 
+        # ---- what the tokens say (issue 17): their own plots, so the main view's page recolouring is untouched
+        @guard(2, 1)
+        def features(cloud_id, checkpoint, compare, feat_mode, others, drop_first, query, camera):
+            """Patch-feature PCA colours (fitted on every cloud shown) or patch correspondence to the query."""
+            s = ViewSettings.parse(mode=feat_mode, query=query, camera=camera, others=others or (),
+                                   drop_first=drop_first)
+            t0 = time.perf_counter()
+            v = ex.view(checkpoint, cloud_id, s, list(compare or []))
+            return v.figure, f"{v.caption} · {(time.perf_counter() - t0) * 1000:.0f} ms"
+
+        feat_btn.click(features, [cloud_id, checkpoint, compare, feat_mode, others, drop_first, query, camera],
+                       [feat_plot, feat_status], api_name="features")
+        def clouds_seen(cloud_id):
+            """The clouds the explorer holds, other than the one shown: what the feature views can put beside it."""
+            return gr.update(choices=[c for c in ex.cloud_choices() if c[1] != cloud_id])
+
+        others_btn.click(clouds_seen, [cloud_id], [others], api_name="clouds_seen")
+
+        @guard(2, 1)
+        def head_stats(checkpoint, compare):
+            """Each head's attention distance, entropy and part alignment per layer, for the checkpoints shown."""
+            return ex.head_stats([checkpoint, *(compare or [])])
+
+        stats_btn.click(head_stats, [checkpoint, compare], [stats_plot, stats_md], api_name="head_stats")
+
+        def list_snapshots(checkpoint):
+            """The slider over the checkpoint's training snapshots (the last position is the checkpoint)."""
+            n = len(ex.snapshot_names(checkpoint))
+            return gr.update(maximum=max(n - 1, 1), value=n - 1), (
+                f"{n - 1} snapshots and the final checkpoint" if n > 1 else "this checkpoint has no snapshots")
+
+        snap_btn.click(list_snapshots, [checkpoint], [snapshot, snap_status], api_name="snapshots")
+
+        @guard(2, 1)
+        def snapshot_view(index, cloud_id, checkpoint, compare, mode, layer, head, query, keep, crop_ratio,
+                          point_size, colorscale, color_range, show_centers, camera, units="uniform", up="auto",
+                          fps_start="geometric", patchings=DEFAULT_PATCHINGS):
+            """The main view's settings on one training snapshot of the checkpoint."""
+            names = ex.snapshot_names(checkpoint)
+            name = names[min(max(int(index or 0), 0), len(names) - 1)]
+            s = settings(mode, layer, head, query, keep, crop_ratio, point_size, colorscale, color_range,
+                         show_centers, camera, units, up, fps_start, patchings)
+            v, msg = draw(cloud_id, name, [], s)
+            return v.figure, f"**{name}** · {msg}"
+
+        snapshot.release(snapshot_view, [snapshot, cloud_id, *view_inputs], [snap_plot, snap_status],
+                         api_name="snapshot_view")
+
     sweep_uploads(demo, *delete_cache)
     return demo
 
@@ -666,10 +746,21 @@ def launch(demo, host: str = "127.0.0.1", port: int | None = None, *, concurrenc
     rules = json.dumps({"exts": sorted({e.lower() for e in io.SUPPORTED_EXTENSIONS}), "max": int(max_file_size)})
     # the page's recolouring (issue 16): inline, so it is there before the first event
     head = "".join(f"<script>\n{(STATIC / name).read_text()}\n</script>" for name in ("recolor.js", "page.js"))
+    head += _preload_plotly()
     return demo.launch(server_name=host, server_port=port, max_file_size=max_file_size,
                        js=APP_JS.replace("__PCD_UPLOAD_RULES__", rules), css=CSS, head=head,
                        prevent_thread_lock=prevent_thread_lock, quiet=quiet, show_error=False, share=False,
                        footer_links=["api"], ssr_mode=False, state_session_capacity=max_sessions)
+
+
+def _preload_plotly() -> str:
+    """Links that let the browser fetch and compile Gradio's plotly chunk (4.6 MB in 6.31) while the app starts,
+    instead of after the plot component mounts and asks for it (page open -> first plot; bench/bench_page.py)."""
+    import gradio
+
+    assets = Path(gradio.__file__).parent / "templates" / "frontend" / "assets"
+    names = sorted(p.name for pattern in ("Plot-*.js", "PlotlyPlot-*.js") for p in assets.glob(pattern))
+    return "".join(f'<link rel="modulepreload" href="./assets/{n}">' for n in names)
 
 
 def default_torch_threads(concurrency: int) -> int:

@@ -161,6 +161,11 @@ class LRUCache:
         with self._lock:
             self._data.clear()
 
+    def values(self) -> list:
+        """The cached values, least recently used first."""
+        with self._lock:
+            return list(self._data.values())
+
 
 # --------------------------------------------------------------------------- what the explorer holds
 
@@ -687,6 +692,10 @@ class Explorer:
 
         exts = tuple(e.lower() for e in io.SUPPORTED_EXTENSIONS)
         return sorted(p.name for p in folder.iterdir() if p.is_file() and p.suffix.lower() in exts)
+
+    def cloud_choices(self) -> list[tuple[str, str]]:
+        """(title, cloud id) of the clouds held now, most recent first: what the feature views can put beside."""
+        return [(c.title, c.cloud_id) for c in reversed(self.clouds.values()) if "|up=" not in c.cloud_id]
 
     def cloud(self, cloud_id: str) -> LoadedCloud:
         """A loaded cloud by id; shapes and meshes are (re)made on demand, uploads must be in the cache."""
