@@ -11,32 +11,22 @@ import base64
 import json
 import re
 import shutil
-import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from pcdviz.headless import CHROMIUM, CHROMIUM_ARGS, PLOT
+
 pytestmark = pytest.mark.browser
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO / "tests" / "artifacts"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
-
-PLOT = "#pcd-plot .js-plotly-plot"
 COLOURS = f"() => Array.from(document.querySelector('{PLOT}')._fullData[0].marker.color)"
 # the live camera of each scene (layout.sceneN.camera only changes when plotly reports a relayout)
 CAMERAS = f"""() => {{ const l = document.querySelector('{PLOT}')._fullLayout;
   return Object.keys(l).filter(k => /^scene\\d*$/.test(k)).map(k => l[k]._scene.getCamera().eye); }}"""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -48,22 +38,17 @@ def app_url(tmp_path_factory):
     pytest.importorskip("playwright.sync_api")
     import torch
 
-    from pcdviz.app import build_app, launch
-    from pcdviz.explorer import Explorer
     from pcdviz.checkpoints import save_checkpoint
+    from pcdviz.explorer import Explorer
+    from pcdviz.headless import served
     from pcdviz.model import PointViT, preset
 
     root = tmp_path_factory.mktemp("ckpts")
     shutil.copytree(REPO / "checkpoints" / "random-tiny", root / "random-tiny")
     torch.manual_seed(1)
     save_checkpoint(root / "seed1", PointViT(preset("tiny")), {"method": "random", "notes": "second random model"})
-    demo = build_app(Explorer(root))
-    port = _free_port()
-    launch(demo, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        demo.close()
+    with served(Explorer(root)) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

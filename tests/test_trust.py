@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -62,25 +61,14 @@ def test_resample_with_a_geometric_start_picks_the_same_points_in_any_order():
 # --------------------------------------------------------------------------- the launched app
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def url():
     pytest.importorskip("gradio_client")
-    from pcdviz.app import build_app, launch
     from pcdviz.explorer import Explorer
+    from pcdviz.headless import served
 
-    demo = build_app(Explorer(REPO / "checkpoints"))
-    port = _free_port()
-    launch(demo, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        demo.close()
+    with served(Explorer(REPO / "checkpoints")) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
