@@ -434,7 +434,7 @@ def build_app(explorer: Explorer | None = None, checkpoints_dir: str | Path = "c
             gr.on(local, None, [*local_inputs, status], [status], queue=False, show_progress="hidden",
                   js=f"({args}, status) => window.pcdviz.local({{{args}}}, status)")
             # a click in query mode picked in the page (static/page.js pcdviz.pick): the query box and the status
-            picked.input(None, [picked, *local_inputs, status], [query, status], queue=False, show_progress="hidden",
+            picked.change(None, [picked, *local_inputs, status], [query, status], queue=False, show_progress="hidden",
                          js=f"(p, {args}, status) => {{ const q = JSON.parse(p).q; query = q; "
                             f"return [q, 'clicked patch ' + q + ' · ' + window.pcdviz.local({{{args}}}, status)]; }}")
             page_data.change(None, [page_data, *local_inputs], None, queue=False,

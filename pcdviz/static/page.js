@@ -61,9 +61,31 @@
     }
   };
 
-  pcd.apply = function (text, s) {
+  pcd.apply = function (text, a) {
     pcd.setData(text, true);
-    if (s) pcd.lastKey = JSON.stringify(s);
+    if (a) { pcd.settings = settingsOf(a); pcd.lastKey = JSON.stringify(pcd.settings); }
+  };
+
+  // A click in query mode: the main checkpoint's patch whose centre is nearest (attention.nearest_patch, first
+  // patching) becomes the query in the page. false: the page cannot (another mode, or no patch -> patch maps
+  // here), so the server picks (pick_point).
+  pcd.pick = function (xyz) {
+    const s = pcd.settings, b = pcd.bundle;
+    if (!s || s.mode !== 'query' || !R().canRecolor(b, s) || !b.sources[0].centers) return false;
+    const c = b.sources[0].centers, G = b.sources[0].G, qq = xyz[0] * xyz[0] + xyz[1] * xyz[1] + xyz[2] * xyz[2];
+    let best = 0, bestD = Infinity;
+    for (let g = 0; g < G; g++) {
+      const cx = c[3 * g], cy = c[3 * g + 1], cz = c[3 * g + 2];
+      const d = qq - 2 * (xyz[0] * cx + xyz[1] * cy + xyz[2] * cz) + (cx * cx + cy * cy + cz * cz);
+      if (d < bestD) { bestD = d; best = g; }
+    }
+    // through a hidden textbox whose input event (a js-only handler in app.py) sets the query box and calls
+    // pcdviz.local, so Gradio's own values stay what the page shows
+    const el = document.querySelector('#pcd-pick textarea, #pcd-pick input');
+    if (!el) return false;
+    el.value = JSON.stringify({q: best, t: Date.now()});
+    el.dispatchEvent(new Event('input', {bubbles: true}));
+    return true;
   };
 
   function settingsOf(a) {
@@ -114,6 +136,7 @@
   pcd.local = function (a, status) {
     loadInitial();
     const s = settingsOf(a), key = JSON.stringify(s), gd = plotEl();
+    pcd.settings = s;
     if (key === pcd.lastKey) return status;
     if (!gd || !window.Plotly || !R().canRecolor(pcd.bundle, s)) {
       pcd.lastKey = key;
