@@ -3,16 +3,24 @@
     .venv/bin/python bench/bench_io.py                 # 1M-point PLY -> 100k; every format at 10k, 100k, 1M points
     .venv/bin/python bench/bench_io.py --points 2000000 --repeats 3 --no-formats
     .venv/bin/python bench/bench_io.py --sizes 10000 100000
+    .venv/bin/python bench/bench_io.py --against 93b856e --no-big    # this tree's pcdviz.io against a commit's
+    .venv/bin/python bench/bench_io.py --against 93b856e --no-big --only PCD .xyz .txt   # rows naming these
 
 Prints one table; timings are wall-clock milliseconds on whatever machine runs it (median, min, max of the
-repeats), grouped by format with one row per file size.
+repeats), grouped by format with one row per file size. With --against REF, pcdviz.io as it was at git commit
+REF is loaded beside this tree's and every format row times both on the same files, their repeats interleaved
+(so both see the same load on a shared machine), and checks that both return the same cloud.
+
 """
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import statistics
 import struct
+import subprocess
+import time
 import sys
 import tempfile
 from pathlib import Path
@@ -115,6 +123,64 @@ def write_meshes(d: Path, n_vertices: int) -> tuple[dict, int]:
     return {f".{ext} mesh": sub / f"mesh.{ext}" for ext in ("obj", "off", "stl")}, nf
 
 
+def io_at(ref: str, folder: Path):
+    """pcdviz.io as it was at git commit `ref` (the module pcdviz/io.py or the package pcdviz/io/), imported
+    under another name from a copy in folder."""
+    repo = Path(__file__).resolve().parents[1]
+    listing = subprocess.run(["git", "ls-tree", "--name-only", ref, "pcdviz/"], cwd=repo, check=True,
+                             capture_output=True, text=True).stdout.split()
+    name = "pcdviz_io_at_" + "".join(c for c in ref if c.isalnum())
+    if "pcdviz/io.py" in listing:
+        src = subprocess.run(["git", "show", f"{ref}:pcdviz/io.py"], cwd=repo, check=True, capture_output=True).stdout
+        (folder / f"{name}.py").write_bytes(src)
+    else:
+        tar = subprocess.run(["git", "archive", ref, "pcdviz/io"], cwd=repo, check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(folder)], input=tar, check=True)
+        (folder / "pcdviz" / "io").rename(folder / name)
+    sys.path.insert(0, str(folder))
+    return importlib.import_module(name)
+
+
+def same_cloud(a, b) -> bool:
+    """The same points, colours, normals and labels, bit for bit."""
+    return all((x is None and y is None) or (x is not None and y is not None and x.dtype == y.dtype
+                                             and x.shape == y.shape and x.tobytes() == y.tobytes())
+               for x, y in ((a.points, b.points), (a.colors, b.colors), (a.normals, b.normals), (a.labels, b.labels)))
+
+
+def interleaved(fns, repeats: int) -> list[list[float]]:
+    """Wall times of each fn, called in turn `repeats` times (one untimed round first)."""
+    for fn in fns:
+        fn()
+    out = [[] for _ in fns]
+    for _ in range(repeats):
+        for ts, fn in zip(out, fns):
+            t = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t)
+    return out
+
+
+def big_ply_rows(d: Path, pts, nrm, col, args) -> list:
+    """A big binary PLY (with a scalar) loaded, then decimated for display."""
+    big = d / "big.ply"
+    save_ply(big, pts[:args.points], col[:args.points], normals=nrm[:args.points], scalar=pts[:args.points, 2])
+    size_mb = big.stat().st_size / 1e6
+
+    def load_and_decimate():
+        c = load_point_cloud(big)
+        idx = decimate_for_display(c.points, args.display)
+        assert len(c) == args.points and len(idx) == min(args.display, args.points)
+
+    load_point_cloud(big)  # warm the page cache and imports once
+    rows = [(f"binary PLY {size_mb:.0f} MB (+ a scalar): load + decimate to {args.display:,}", args.points,
+             bu.timed(load_and_decimate, args.repeats))]
+    rows.append(("  of which load_point_cloud", args.points, bu.timed(lambda: load_point_cloud(big), args.repeats)))
+    rows.append(("  of which decimate_for_display", args.points,
+                 bu.timed(lambda: decimate_for_display(pts[:args.points], args.display), args.repeats)))
+    return rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--points", type=int, default=1_000_000, help="points in the big binary PLY")
@@ -123,52 +189,63 @@ def main(argv=None) -> int:
                     help="points per file for the per-format rows (meshes: about this many vertices)")
     ap.add_argument("--repeats", type=int, default=5, help="repeats (3 for files of 1M points and more)")
     ap.add_argument("--no-formats", action="store_true", help="only the big PLY")
+    ap.add_argument("--no-big", action="store_true", help="only the per-format rows")
+    ap.add_argument("--against", metavar="REF", help="also time pcdviz.io as it was at git commit REF")
+    ap.add_argument("--only", nargs="+", metavar="WORD", help="only the format rows whose name holds one of these")
     args, _ = ap.parse_known_args(argv)  # `pcdviz bench` passes its arguments to every script
 
     rows = []  # (what, n_points, times)
     with tempfile.TemporaryDirectory(prefix="pcdviz-bench-io-") as tmp:
         d = Path(tmp)
         pts, nrm, col = make_cloud(max([args.points] + args.sizes))
-        big = d / "big.ply"
-        save_ply(big, pts[:args.points], col[:args.points], normals=nrm[:args.points], scalar=pts[:args.points, 2])
-        size_mb = big.stat().st_size / 1e6
-
-        def load_and_decimate():
-            c = load_point_cloud(big)
-            idx = decimate_for_display(c.points, args.display)
-            assert len(c) == args.points and len(idx) == min(args.display, args.points)
-
-        load_point_cloud(big)  # warm the page cache and imports once
-        rows.append((f"binary PLY {size_mb:.0f} MB (+ a scalar): load + decimate to {args.display:,}", args.points,
-                     bu.timed(load_and_decimate, args.repeats)))
-        rows.append(("  of which load_point_cloud", args.points, bu.timed(lambda: load_point_cloud(big), args.repeats)))
-        rows.append(("  of which decimate_for_display", args.points,
-                     bu.timed(lambda: decimate_for_display(pts[:args.points], args.display), args.repeats)))
+        old = None if args.against is None else io_at(args.against, d)
+        if not args.no_big:
+            rows.extend(big_ply_rows(d, pts, nrm, col, args))
 
         if not args.no_formats:
-            by_format = {}
-            for n in args.sizes:
-                r = args.repeats if n < 1_000_000 else min(args.repeats, 3)
-                files = write_format_files(d, n, pts, nrm, col)
-                mesh_files, nf = write_meshes(d, n)
-                files.update({f"{k}, {nf:,} triangles -> 20k samples": v for k, v in mesh_files.items()})
-                for what, path in files.items():
-                    k = len(load_point_cloud(path))  # warm-up, and the number of points it gives
-                    ts = bu.timed(lambda path=path: load_point_cloud(path), r, warmup=0)
-                    base = what.split(",")[0]
-                    by_format.setdefault(base, []).append((f"{what} [{path.stat().st_size / 1e6:.1f} MB]", k, ts))
-            for base, entries in by_format.items():
-                rows.extend(entries)
+            rows.extend(format_rows(d, pts, nrm, col, args, old))
 
     print(bu.header("bench_io") + f"\n# numpy {np.__version__}, {args.repeats} repeats (3 at 1M points); "
-          "milliseconds; points/s = points returned per second")
+          "milliseconds; points/s = points returned per second"
+          + ("" if old is None else f"; against pcdviz.io at {args.against}, repeats interleaved, "
+                                    f"ratio = median here / median there"))
     w = max(len(r[0]) for r in rows)
-    print(f"{'what':<{w}}  {'points':>9}  {'median ms':>10}  {'min':>9}  {'max':>9}  {'points/s':>10}")
-    for what, npts, ts in rows:
+    cols = f"{'what':<{w}}  {'points':>9}  {'median ms':>10}  {'min':>9}  {'max':>9}  {'points/s':>10}"
+    if old is not None:
+        cols += f"  {args.against + ' ms':>12}  {'min':>9}  {'ratio':>6}  same"
+    print(cols)
+    for what, npts, ts, *against in rows:
         med = statistics.median(ts)
-        print(f"{what:<{w}}  {npts:>9,}  {med * 1e3:>10.1f}  {min(ts) * 1e3:>9.1f}  {max(ts) * 1e3:>9.1f}  "
-              f"{npts / med:>10.3g}")
+        line = (f"{what:<{w}}  {npts:>9,}  {med * 1e3:>10.1f}  {min(ts) * 1e3:>9.1f}  {max(ts) * 1e3:>9.1f}  "
+                f"{npts / med:>10.3g}")
+        if against:
+            ts_old, same = against
+            line += (f"  {statistics.median(ts_old) * 1e3:>12.1f}  {min(ts_old) * 1e3:>9.1f}  "
+                     f"{med / statistics.median(ts_old):>6.2f}  {same}")
+        print(line)
     return 0
+
+
+def format_rows(d: Path, pts, nrm, col, args, old) -> list:
+    """Every format at each size; with `old` (pcdviz.io at another commit) both, interleaved on the same files."""
+    by_format = {}
+    for n in args.sizes:
+        r = args.repeats if n < 1_000_000 else min(args.repeats, 3)
+        files = write_format_files(d, n, pts, nrm, col)
+        mesh_files, nf = write_meshes(d, n)
+        files.update({f"{k}, {nf:,} triangles -> 20k samples": v for k, v in mesh_files.items()})
+        for what, path in files.items():
+            if args.only and not any(w in what for w in args.only):
+                continue
+            c = load_point_cloud(path)  # warm-up, and the number of points it gives
+            entry = [f"{what} [{path.stat().st_size / 1e6:.1f} MB]", len(c)]
+            if old is None:
+                entry.append(bu.timed(lambda path=path: load_point_cloud(path), r, warmup=0))
+            else:
+                ts, ts_old = interleaved([lambda: load_point_cloud(path), lambda: old.load_point_cloud(path)], r)
+                entry += [ts, ts_old, "yes" if same_cloud(c, old.load_point_cloud(path)) else "NO"]
+            by_format.setdefault(what.split(",")[0], []).append(tuple(entry))
+    return [e for entries in by_format.values() for e in entries]
 
 
 if __name__ == "__main__":
