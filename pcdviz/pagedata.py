@@ -123,7 +123,9 @@ def page_bundle(ex, view, checkpoint: str, compare=None) -> dict:
     rows = s.mode == "query" and floats <= QUERY_FLOATS_MAX
     if s.mode == "query" and not rows:
         return base
-    base.update(local=list(LOCAL_MODES) + (["query"] if rows else []), names=names, note=note,
+    from pcdviz.render import SQUARE_MAX_PX
+
+    base.update(local=list(LOCAL_MODES) + (["query"] if rows else []), names=names, note=note, square_max=SQUARE_MAX_PX,
                 M=int(m), tol=NEAR_UNIFORM_TOL, qlow=QUERY_DEPENDENCE_LOW,
                 colorscales={n: _colorscale(n) for n in COLORSCALES},
                 sources=[_source(ex, n, mvs, main_mv, sub, rows) for n, mvs in zip(names, groups)])

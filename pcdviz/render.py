@@ -24,6 +24,11 @@ CENTER_COLOR = "#d62728"       # patch centres
 HIGHLIGHT_COLOR = "#ff7f0e"    # highlighted points (e.g. the selected patch's group)
 FONT = dict(family="Arial, sans-serif", size=12, color="#222222")
 _INT16_MAX = 32767
+# Points up to this many pixels are drawn as squares: plotly.js 3 draws each 3D circle marker as a fan of many
+# triangles plus an outline, a square as a few, and at a few pixels the two look the same. Every redraw of a 3D
+# scene (a new colour, a rotation) draws them all, which software WebGL (headless Chromium) feels most
+# (BENCHMARKS.md, "Instant browsing").
+SQUARE_MAX_PX = 4.0
 _COLORBAR_STRIP = 0.07         # paper width kept free for each panel's own colour bar (compare, unshared scale)
 
 
@@ -62,6 +67,11 @@ class _Quantizer:
         if self.exact:
             return {"center": [0.0, 0.0, 0.0], "scale": 1.0}
         return {"center": [float(c) for c in self.center], "scale": float(self.scale)}
+
+
+def marker_symbol(point_size: float) -> str:
+    """The 3D marker for points of this size: squares up to SQUARE_MAX_PX (cheaper to draw), circles above."""
+    return "square" if point_size <= SQUARE_MAX_PX else "circle"
 
 
 def _small_uint(a: np.ndarray) -> np.ndarray:
@@ -125,7 +135,7 @@ def _cloud_traces(points, values, q: _Quantizer, *, scene: str, colorscale, cmin
     tmpl = [f"point {ref(0)}" if point_ids is not None else "point %{pointNumber}"]
     if hover is not None:
         tmpl.append(f"patch {ref(len(cols) - 1)}")
-    marker = dict(size=point_size, opacity=1.0, line=dict(width=0))
+    marker = dict(size=point_size, opacity=1.0, line=dict(width=0), symbol=marker_symbol(point_size))
     if values is not None and np.ndim(values) == 2:  # RGB in [0, 1] per point (the patch-feature PCA view)
         rgb = np.clip(np.rint(np.asarray(values, dtype=np.float64) * 255), 0, 255).astype(np.int64)
         if rgb.shape != (n, 3):

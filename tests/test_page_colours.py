@@ -30,7 +30,7 @@ process.stdin.on('end', () => {
   for (const s of job.cases) {
     const b = JSON.parse(job.bundle);   // a fresh bundle each time: recolour must not change it
     const r = R.recolor(b, s);
-    out.push({caption: r.caption, colorscale: r.colorscale, size: r.size, colorbarTitle: r.colorbarTitle,
+    out.push({caption: r.caption, colorscale: r.colorscale, size: r.size, symbol: r.symbol, colorbarTitle: r.colorbarTitle,
               panels: r.panels.map(p => ({title: p.title, cmin: p.cmin, cmax: p.cmax,
                                           values: Buffer.from(new Uint8Array(p.values.buffer)).toString('base64'),
                                           highlight: p.highlight ? Array.from(p.highlight) : null}))});
@@ -71,7 +71,8 @@ def check(ex: Explorer, checkpoint: str, cloud_id: str, base: ViewSettings, comp
     got = run_page(bundle, cases, tmp_path)
     for c, page in zip(cases, got):
         s = replace(base, mode=c["mode"], layer=c["layer"], head=c["head"], query=c["query"], keep=c["keep"],
-                    colorscale=c["colorscale"], color_range=c["color_range"], units=c["units"])
+                    colorscale=c["colorscale"], color_range=c["color_range"], units=c["units"],
+                    point_size=c["point_size"])
         v = ex.view(checkpoint, cloud_id, s, compare)
         traces = [t for t in v.figure.data if t.name == "points"]
         assert len(page["panels"]) == len(traces), c
@@ -88,6 +89,7 @@ def check(ex: Explorer, checkpoint: str, cloud_id: str, base: ViewSettings, comp
                                       if len(panel.highlight) == len(values) else panel.highlight), c
         assert page["colorscale"] == [list(x) for x in traces[0].marker.colorscale], c
         assert page["size"] == pytest.approx(traces[0].marker.size), c
+        assert page["symbol"] == traces[0].marker.symbol, c
     return got
 
 
@@ -103,6 +105,7 @@ def test_single_view_layers_heads_thresholds_units_ranges(ex, tmp_path):
     cases += [case(layer=2, head="1", keep=k) for k in (0.3, 0.6, 0.95)]
     cases += [case(head="2", units="raw", color_range=r) for r in ("auto", "minmax", "zero", "robust")]
     cases += [case(head="mean", keep=0.5, colorscale="RdBu_r", color_range="robust")]
+    cases += [case(head="3", point_size=p) for p in (2.5, 6)]   # squares up to 4 px, circles above
     check(ex, ck, cid, ViewSettings(patchings=4), [], cases, tmp_path)
     roll = [case(mode="rollout", head=h, keep=k) for h in ("mean", "max", "3") for k in (1.0, 0.7)]
     check(ex, ck, cid, ViewSettings(mode="rollout", patchings=4), [], roll, tmp_path)
@@ -145,3 +148,23 @@ def test_no_cls_model_and_other_depths(ex, tmp_path):
     check(ex2, "nocls", cid, ViewSettings(patchings=2), ["deep", "dwc-tiny"], cases, tmp_path)
     check(ex2, "deep", cid, ViewSettings(mode="query", patchings=2), ["nocls"],
           [case(mode="query", layer=l, query=5) for l in (1, 4)], tmp_path)
+
+
+def test_both_renders_offer_the_same_named_endpoints(ex):
+    """--render server (the old path, kept for the comparison) and the default page render expose the same
+    public API; the page render's own events are private twins."""
+    from pcdviz.app import build_app
+
+    def public(demo):
+        deps = demo.config["dependencies"]
+        return sorted(d["api_name"] for d in deps if d.get("api_name") and d.get("api_visibility", "public") == "public")
+
+    page, server = build_app(ex), build_app(ex, render="server")
+    try:
+        assert public(page) == public(server)
+        assert {"view", "set_mode", "load_shape", "pick_point", "select_checkpoint"} <= set(public(page))
+    finally:
+        page.close()
+        server.close()
+    with pytest.raises(ValueError, match="render must be one of"):
+        build_app(ex, render="client")

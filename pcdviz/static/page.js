@@ -108,7 +108,7 @@
       const t = traceIndex(gd, scene, 'points');
       if (t < 0) throw new Error('the plot has no panel ' + (i + 1));
       const marker = Object.assign({}, data[t].marker, {color: p.values, cmin: p.cmin, cmax: p.cmax,
-                                                        colorscale: r.colorscale, size: r.size});
+                                                        colorscale: r.colorscale, size: r.size, symbol: r.symbol});
       if (marker.colorbar) marker.colorbar = Object.assign({}, marker.colorbar, {title: Object.assign({}, marker.colorbar.title, {text: r.colorbarTitle})});
       data[t] = Object.assign({}, data[t], {marker});
       const h = traceIndex(gd, scene, 'highlight');

@@ -224,9 +224,10 @@
     const lims = shared ? Array(panels.length).fill(colorLimits(panels.map(p => p.values), s.color_range, panels[0].extra.level))
                         : panels.map(p => colorLimits([p.values], s.color_range, p.extra.level));
     panels.forEach((p, i) => { p.cmin = lims[i][0]; p.cmax = lims[i][1]; });
+    const size = Number(s.point_size) || autoPointSize(b.M, panels.length);
     return {panels, caption, colorscale: b.colorscales[s.colorscale] || s.colorscale,
             colorbarTitle: s.units === 'uniform' ? '× uniform<br>(1 = even)' : 'attention<br>weight',
-            size: Number(s.point_size) || autoPointSize(b.M, panels.length)};
+            size, symbol: size <= b.square_max ? 'square' : 'circle'};   // render.marker_symbol
   }
 
   function notes(b, s, panels) {  // Explorer._caption_notes
