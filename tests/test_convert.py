@@ -74,6 +74,10 @@ def test_fixture_converts_exactly(name, tmp_path):
         np.testing.assert_allclose(torch.stack(o.attentions).numpy(), refs[f"{inp}/attn"], atol=ATOL, rtol=0)
         if f"{inp}/cls" in refs.files:
             np.testing.assert_allclose(o.cls.numpy(), refs[f"{inp}/cls"], atol=ATOL, rtol=0)
+        worst = max(float(np.abs(a - refs[f"{inp}/{k}"]).max()) for a, k in
+                    ((o.patches.numpy(), "patches"), (torch.stack(o.attentions).numpy(), "attn"))
+                    + (((o.cls.numpy(), "cls"),) if f"{inp}/cls" in refs.files else ()))
+        print(f"{name} {inp}: centres and groups identical; CLS, patches, attention max |difference| {worst:.1e}")
     # the card says where the weights came from and what was left out
     assert card["source"]["kind"] == kind and card["source"]["file"] == file
     assert len(card["source"]["sha256"]) == 64 and card["source"]["bytes"] == src.stat().st_size
