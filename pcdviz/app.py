@@ -394,7 +394,7 @@ def build_app(explorer: Explorer | None = None, checkpoints_dir: str | Path = "c
 
         def wire(triggers, fn, inputs, outputs, api_name, **kw):
             """One endpoint: on the page's triggers in server render; in page render, the named endpoint (figures,
-            for API callers) on `api_only` and an undocumented twin that sends the page its JSON instead."""
+            for API callers) on `api_only` and a private twin (not in the API) that sends the page its JSON instead."""
             if render == "server" or plot not in outputs:
                 return gr.on(triggers, fn, inputs, outputs, api_name=api_name, **kw)
             gr.on([api_only.click], fn, inputs, outputs, api_name=api_name, **kw)
