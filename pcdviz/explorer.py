@@ -1356,6 +1356,9 @@ def _builtin_config_dict() -> dict:
 
 # pcdviz eval's score keys, as a reader of the card wants them; accuracies are fractions shown as %
 _SCORE_LABELS = {"svm_acc": ("linear SVM", True), "fewshot_5way10shot": ("5-way 10-shot", True),
+                 "fewshot_5way20shot": ("5-way 20-shot", True), "fewshot_10way20shot": ("10-way 20-shot", True),
+                 "attn_local_heads_l01": ("local heads in layers 0-1", False),
+                 "attn_argmax_share": ("query-argmax share", False),
                  "fewshot_10way10shot": ("10-way 10-shot", True), "part_iou": ("attention-part IoU", False),
                  "part_iou_corrected": ("chance-corrected", False),
                  "part_iou_mass60": ("keep-60% rule IoU", False), "part_iou_mass60_corrected": ("chance-corrected", False)}
