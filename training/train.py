@@ -510,8 +510,11 @@ def save_state(out: Path, step: int, student: nn.Module, teacher: nn.Module, dis
     for old in out.glob("state-*.safetensors"):
         if old.name != name:
             old.unlink(missing_ok=True)
-    for stale in out.glob("state*.tmp*"):  # half-written files of a save that a kill interrupted
-        stale.unlink(missing_ok=True)
+    # half-written files of a save that a kill interrupted: ours, and safetensors' own (it writes through a
+    # ".tmpXXXXXX" file of Rust's tempfile crate and renames it; a SIGKILL in between leaves that behind)
+    for stale in [*out.glob("state*.tmp*"), *out.glob(".tmp*")]:
+        if stale.is_file():
+            stale.unlink(missing_ok=True)
     return out / name
 
 
@@ -525,6 +528,9 @@ def save_snapshot(out: Path, step: int, backbone: nn.Module) -> Path:
     explorer reads it back as float32), written atomically so a kill never leaves half a file."""
     folder = out / "snapshots"
     folder.mkdir(exist_ok=True)
+    for stale in [*folder.glob("*.tmp*"), *folder.glob(".tmp*")]:  # left by a kill inside an earlier snapshot
+        if stale.is_file():
+            stale.unlink(missing_ok=True)
     path = folder / f"step-{step:07d}.safetensors"
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     state = {k: (v.half() if v.is_floating_point() else v).detach().cpu().contiguous() for k, v in
