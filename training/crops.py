@@ -96,6 +96,17 @@ def make_crop(points: Tensor, scale: tuple[float, float], n_out: int, cfg: CropC
     return augment(normalize_batch(crop), cfg, generator)
 
 
+def same_size_runs(views: list[Tensor], start: int = 0):
+    """(start, end) of each run of consecutive views of one shape from `start` on: the model embeds each run in
+    one forward pass (crops of one kind share a size)."""
+    while start < len(views):
+        end = start
+        while end < len(views) and views[end].shape == views[start].shape:
+            end += 1
+        yield start, end
+        start = end
+
+
 def multi_crop(points: Tensor, cfg: CropConfig, generator: torch.Generator) -> list[Tensor]:
     """The views of a batch (B, N, 3): n_global global crops, then n_local local crops, each (B, n_kind, 3)."""
     points = points.float()

@@ -30,6 +30,7 @@ from torch import Tensor
 
 from pcdviz.model import DINOHead, PointViT
 from pcdviz.ops import index_points
+from training.crops import same_size_runs
 
 IBOT = "dino+contrast+ibot"
 MAE = "dino+contrast+mae"
@@ -89,13 +90,8 @@ class PatchMultiCropNet(nn.Module):
     def forward(self, views: list[Tensor]) -> Tensor:
         """Logits (V*B, K), view-major in the order of `views` (the first n_global are the global crops)."""
         features = [self.global_forward(torch.cat(views[:self.n_global]))]
-        start = self.n_global
-        while start < len(views):   # local crops: as MultiCropNet, equal sizes share one pass
-            end = start
-            while end < len(views) and views[end].shape == views[start].shape:
-                end += 1
-            features.append(self.backbone(torch.cat(views[start:end])).cls)
-            start = end
+        # local crops: as MultiCropNet, equal sizes share one pass
+        features += [self.backbone(torch.cat(views[s:e])).cls for s, e in same_size_runs(views, self.n_global)]
         return self.head(torch.cat(features))
 
 

@@ -41,7 +41,7 @@ from tqdm import tqdm
 
 from pcdviz.checkpoints import fsync_dir, fsync_file
 from pcdviz.model import DINOHead, PointViT, preset
-from training.crops import CropConfig, multi_crop
+from training.crops import CropConfig, multi_crop, same_size_runs
 from training.distributed import convert_global_batchnorm, mean_over_ranks
 from training.losses import ContrastiveLoss, DistillationLoss, collapse_warning, entropy
 from training.patch_objective import IBOT, MAE, PATCH_METHODS, add_patch_term, build_patch_student
@@ -236,13 +236,7 @@ class MultiCropNet(nn.Module):
 
     def forward(self, views: list[torch.Tensor]) -> torch.Tensor:
         """Logits (V*B, K), view-major in the order of `views`."""
-        features, start = [], 0
-        while start < len(views):
-            end = start
-            while end < len(views) and views[end].shape == views[start].shape:
-                end += 1
-            features.append(self.backbone(torch.cat(views[start:end])).cls)
-            start = end
+        features = [self.backbone(torch.cat(views[s:e])).cls for s, e in same_size_runs(views)]
         return self.head(torch.cat(features))
 
 
