@@ -45,6 +45,8 @@ class PointViTConfig:
     fps_rule: str = "fpsample"     # how centres are picked: see ops.FPS_RULES
     fps_start: str = "index0"      # where FPS starts: see ops.FPS_STARTS
     group_count: str = "scaled"    # G for N points: "scaled" round(n_groups * N / n_points), "fixed" n_groups, "ceil" ceil(N / group_size)
+    attn_bias: str = "none"        # "distance": each head adds -slope_h * |c_i - c_j| / mean distance to its patch-to-patch
+    #                                logits (learned slopes, see DISTANCE_SLOPES), so some heads attend near patches
 
     def __post_init__(self):
         self.embed_dims = tuple(int(d) for d in self.embed_dims)  # JSON round trip gives a list
@@ -52,7 +54,8 @@ class PointViTConfig:
             raise ValueError(f"embed_dims must have two entries, got {self.embed_dims}")
         choices = {"tokenizer": ("pointnet", "pct"), "embed_norm": ("layernorm", "none"), "embed_act": ("gelu", "relu", "leaky_relu"),
                    "pos_embed": ("first_block", "every_block", "none"), "fps_rule": FPS_RULES,
-                   "fps_start": FPS_STARTS, "group_count": ("scaled", "fixed", "ceil")}
+                   "fps_start": FPS_STARTS, "group_count": ("scaled", "fixed", "ceil"),
+                   "attn_bias": ("none", "distance")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
@@ -151,26 +154,56 @@ class Mlp(nn.Module):
         return self.fc2(self.act(self.fc1(x)))
 
 
-class Attention(nn.Module):
-    """Multi-head self-attention; the fused SDPA path, or a plain path that also returns the weights."""
+# Initial slopes of the distance bias (attn_bias="distance"), head h of every block gets DISTANCE_SLOPES[h % 6]:
+# two steep heads (a slope of 8 keeps a head within about a tenth of the mean patch distance), one in between and
+# three near global, ALiBi-like. Without the bias no tiny head learned to prefer near patches (BENCHMARKS.md,
+# issue 19): a dot product of MLP position features expresses -slope * distance only with large, sharp weights.
+DISTANCE_SLOPES = (8.0, 8.0, 4.0, 1.0, 0.5, 0.25)
 
-    def __init__(self, dim: int, n_heads: int):
+
+def centre_distances(centres: Tensor, cls_tokens: int) -> Tensor:
+    """Patch-centre distances (B, G, 3) -> (B, 1, T, T), divided by their mean per cloud; CLS rows and columns 0.
+
+    Divided by the mean, the bias means the same for a whole shape and a local crop of it, at any scale.
+    """
+    d = torch.cdist(centres, centres)
+    d = d / d.mean(dim=(1, 2), keepdim=True).clamp(min=1e-6)
+    return F.pad(d, (cls_tokens, 0, cls_tokens, 0))[:, None]
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention; the fused SDPA path, or a plain path that also returns the weights.
+
+    With `distance_bias`, each head h adds -softplus(slope_h) * distance to its logits, in both paths, so the
+    maps the explorer shows are the ones the model uses.
+    """
+
+    def __init__(self, dim: int, n_heads: int, distance_bias: bool = False):
         super().__init__()
         self.n_heads = n_heads
         self.scale = (dim // n_heads) ** -0.5
         self.qkv = nn.Linear(dim, dim * 3)
         self.proj = nn.Linear(dim, dim)
+        self.slope = None
+        if distance_bias:  # stored before the softplus, which keeps each slope positive
+            init = torch.tensor([DISTANCE_SLOPES[h % len(DISTANCE_SLOPES)] for h in range(n_heads)])
+            self.slope = nn.Parameter(torch.log(torch.expm1(init)))
 
-    def forward(self, x: Tensor, return_attention: bool = False) -> tuple[Tensor, Tensor | None]:
+    def forward(self, x: Tensor, return_attention: bool = False,
+                distance: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         B, T, C = x.shape
         qkv = self.qkv(x).reshape(B, T, 3, self.n_heads, C // self.n_heads).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]  # (B, H, T, hd)
+        bias = None
+        if self.slope is not None:
+            bias = -F.softplus(self.slope)[:, None, None] * distance.to(q.dtype)  # (B, H, T, T)
         if return_attention:
-            attn = ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1)  # (B, H, T, T)
+            logits = (q * self.scale) @ k.transpose(-2, -1)
+            attn = (logits if bias is None else logits + bias).softmax(dim=-1)  # (B, H, T, T)
             out = attn @ v
         else:
             attn = None
-            out = F.scaled_dot_product_attention(q, k, v)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         out = out.transpose(1, 2).reshape(B, T, C)
         return self.proj(out), attn
 
@@ -178,16 +211,18 @@ class Attention(nn.Module):
 class Block(nn.Module):
     """Pre-norm transformer block; can return its attention weights."""
 
-    def __init__(self, dim: int, n_heads: int, mlp_ratio: float = 4.0, drop_path: float = 0.0, eps: float = 1e-6):
+    def __init__(self, dim: int, n_heads: int, mlp_ratio: float = 4.0, drop_path: float = 0.0, eps: float = 1e-6,
+                 distance_bias: bool = False):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=eps)
-        self.attn = Attention(dim, n_heads)
+        self.attn = Attention(dim, n_heads, distance_bias)
         self.drop_path = DropPath(drop_path)
         self.norm2 = nn.LayerNorm(dim, eps=eps)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
-    def forward(self, x: Tensor, return_attention: bool = False) -> tuple[Tensor, Tensor | None]:
-        y, attn = self.attn(self.norm1(x), return_attention)
+    def forward(self, x: Tensor, return_attention: bool = False,
+                distance: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        y, attn = self.attn(self.norm1(x), return_attention, distance)
         x = x + self.drop_path(y)
         x = x + self.drop_path(self.mlp(self.norm2(x)))
         return x, attn
@@ -295,8 +330,8 @@ class PointViT(nn.Module):
                 self.cls_pos = nn.Parameter(torch.zeros(1, 1, D))
         # stochastic depth decay rule (DINO's linspace, in plain Python so the model can be built on "meta")
         dpr = [config.drop_path * i / max(1, config.depth - 1) for i in range(config.depth)]
-        self.blocks = nn.ModuleList(Block(D, config.n_heads, config.mlp_ratio, dpr[i], config.norm_eps)
-                                    for i in range(config.depth))
+        self.blocks = nn.ModuleList(Block(D, config.n_heads, config.mlp_ratio, dpr[i], config.norm_eps,
+                                          config.attn_bias == "distance") for i in range(config.depth))
         self.norm = nn.LayerNorm(D, eps=config.norm_eps)
         for name in ("cls_token", "cls_pos"):  # after the blocks: the random stream of earlier releases
             if hasattr(self, name):
@@ -332,13 +367,17 @@ class PointViT(nn.Module):
                 pos = torch.cat([self.cls_pos.expand(B, -1, -1), pos], dim=1)
         return x, pos, centres, group_idx
 
-    def run_blocks(self, x: Tensor, pos: Tensor | None, attention_from: int) -> tuple[Tensor, list[Tensor]]:
+    def run_blocks(self, x: Tensor, pos: Tensor | None, centres: Tensor,
+                   attention_from: int) -> tuple[Tensor, list[Tensor]]:
         """The blocks; returns the output and the attention maps of the blocks from index `attention_from` on."""
+        distance = None
+        if self.config.attn_bias == "distance":  # once per forward, shared by every block
+            distance = centre_distances(centres, self.config.cls_tokens)
         attentions = []
         for i, blk in enumerate(self.blocks):
             if pos is not None and (i == 0 or self.config.pos_embed == "every_block"):
                 x = x + pos  # Point-MAE re-adds the positions before every block
-            x, attn = blk(x, return_attention=i >= attention_from)
+            x, attn = blk(x, return_attention=i >= attention_from, distance=distance)
             if attn is not None:
                 attentions.append(attn)
         return self.norm(x), attentions
@@ -346,7 +385,7 @@ class PointViT(nn.Module):
     def forward(self, points: Tensor, return_attention: bool = False) -> PointViTOutput:
         """Points (B, N, 3) -> CLS feature, patch tokens, centres, group indices [, all attention maps]."""
         x, pos, centres, idx = self.tokenize(points)
-        x, attentions = self.run_blocks(x, pos, 0 if return_attention else len(self.blocks))
+        x, attentions = self.run_blocks(x, pos, centres, 0 if return_attention else len(self.blocks))
         patches = x[:, self.config.cls_tokens:]
         cls = x[:, 0] if self.config.cls_tokens else patches.mean(1)
         return PointViTOutput(cls=cls, patches=patches, centers=centres, group_idx=idx,
@@ -354,8 +393,8 @@ class PointViT(nn.Module):
 
     def get_last_selfattention(self, points: Tensor) -> Tensor:
         """The last block's attention (B, H, T, T); token 0 is CLS when the model has one."""
-        x, pos, _, _ = self.tokenize(points)
-        return self.run_blocks(x, pos, len(self.blocks) - 1)[1][0]
+        x, pos, centres, _ = self.tokenize(points)
+        return self.run_blocks(x, pos, centres, len(self.blocks) - 1)[1][0]
 
 
 def _init_weights(m: nn.Module) -> None:

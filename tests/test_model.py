@@ -225,3 +225,35 @@ def test_max_pool_matches_amax_values_and_gradients():
     torch.testing.assert_close(ours, x.grad)
     with torch.no_grad():
         torch.testing.assert_close(max_pool(x, dim=2, keepdim=True), x.amax(dim=2, keepdim=True))
+
+
+def test_distance_bias_paths_agree_and_make_steep_heads_local():
+    """attn_bias="distance": the fused (SDPA mask) and plain paths agree, the CLS row is unbiased, and at init the
+    steep heads (slope 8) attend near patches while the near-global ones (0.25) do not."""
+    from pcdviz.attention import attention_distance_ratio
+    from pcdviz.model import DISTANCE_SLOPES
+
+    m = make(attn_bias="distance", n_heads=6, width=48)
+    x = cloud()
+    with torch.no_grad():
+        fused, plain = m(x), m(x, return_attention=True)
+    torch.testing.assert_close(fused.cls, plain.cls, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(fused.patches, plain.patches, atol=1e-5, rtol=1e-4)
+    slopes = torch.nn.functional.softplus(m.blocks[0].attn.slope)
+    torch.testing.assert_close(slopes, torch.tensor(DISTANCE_SLOPES))
+    ratio = attention_distance_ratio(plain.attentions[0][:1].numpy(), plain.centers[0].numpy())[0]   # layer 0: (H,)
+    assert ratio[0] < 0.4 and ratio[1] < 0.4, ratio
+    assert ratio[5] > 0.8, ratio
+    # the default model has no slopes, so every shipped and converted checkpoint loads as before
+    assert not any("slope" in n for n, _ in make().named_parameters())
+
+
+def test_distance_bias_is_a_learned_parameter_without_weight_decay():
+    from training.train import param_groups
+
+    m = make(attn_bias="distance")
+    m.train()
+    m(cloud()).cls.sum().backward()
+    assert m.blocks[0].attn.slope.grad is not None and m.blocks[0].attn.slope.grad.abs().sum() > 0
+    no_decay = {id(p) for p in param_groups(m)[1]["params"]}
+    assert id(m.blocks[0].attn.slope) in no_decay

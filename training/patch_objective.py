@@ -81,7 +81,7 @@ class PatchMultiCropNet(nn.Module):
             mask = self.draw_mask(x.shape[0], x.shape[1] - 1, x.device)
             patches = torch.where(mask[..., None], self.mask_token.to(x.dtype), x[:, 1:])
             x = torch.cat([x[:, :1], patches], dim=1)
-        x, _ = bb.run_blocks(x, pos, len(bb.blocks))
+        x, _ = bb.run_blocks(x, pos, centres, len(bb.blocks))
         n, g, d = x[:, 1:].shape
         self.patch_logits = self.patch_head(x[:, 1:].reshape(n * g, d)).reshape(n, g, -1)
         self.patch_mask = mask
