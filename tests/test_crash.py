@@ -116,7 +116,7 @@ def test_sigkill_at_random_steps_then_resume_is_bit_for_bit(straight, tmp_path):
 # second save (step 4), so the state of step 2 is the one that must survive.
 _SECOND_SAVE = """
 import os, signal
-import training.train as T
+import training.state as T
 calls = {"n": 0}
 """
 KILLS = {
