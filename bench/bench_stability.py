@@ -115,43 +115,38 @@ def stability(ex: Explorer, ckpt: str, path: Path, tmp: Path, perms: int, jitter
     return out
 
 
-def latency(ex: Explorer, ckpt: str, repeats: int) -> list[list]:
-    """Per variant: first view of a new 2,048-point cloud (K forward passes) and a head change, server ms."""
-    rows = []
-    base = None
-    for name, start, k in VARIANTS:
+def latency_rows(ex: Explorer, ckpt: str, shown: str, variants, new_clouds, heads: int) -> list[list]:
+    """Per variant: medians of the first view of each new cloud (K forward passes) and of `heads` head changes
+    after it, server ms; ratio = head change / the first variant's. new_clouds(start, k) yields the clouds."""
+    rows, base = [], None
+    for name, start, k in variants:
         first, change = [], []
-        for r in range(repeats):
-            cloud = ex.load_shape("chair", 1000 + 100 * k + r, 2048)   # a new cloud: the model runs
-            t0 = time.perf_counter()
-            ex.view(ckpt, cloud.cloud_id, ViewSettings(fps_start=start, patchings=k)).figure.to_json()
-            first.append((time.perf_counter() - t0) * 1000)
-            for h in range(6):
+        for cloud in new_clouds(start, k):
+            for i, head in enumerate(["mean", *map(str, range(heads))]):   # "mean": the default, the first view
                 t0 = time.perf_counter()
-                ex.view(ckpt, cloud.cloud_id, ViewSettings(fps_start=start, patchings=k, head=str(h))).figure.to_json()
-                change.append((time.perf_counter() - t0) * 1000)
+                ex.view(ckpt, cloud.cloud_id, ViewSettings(fps_start=start, patchings=k, head=head)).figure.to_json()
+                (change if i else first).append((time.perf_counter() - t0) * 1000)
         med_change = statistics.median(change)
         base = base or med_change
-        rows.append([name, "2,048", f"{statistics.median(first):.1f}", f"{med_change:.1f}", f"{med_change / base:.2f}"])
-    with tempfile.TemporaryDirectory() as tmp:   # a 1M-point upload, shown decimated to 100,000 points
-        base = None
-        for name, start, k in [v for v in VARIANTS if v[2] in (1, 16)]:
-            first, change = [], []
-            for r in range(2):
-                path = Path(tmp) / f"big{k}{start}{r}.npy"   # new bytes: a new cloud, the model runs
-                np.save(path, np.random.default_rng(100 * k + r).normal(size=(1_000_000, 3)).astype(np.float32))
-                cloud = ex.load_upload(path)
-                t0 = time.perf_counter()
-                ex.view(ckpt, cloud.cloud_id, ViewSettings(fps_start=start, patchings=k)).figure.to_json()
-                first.append((time.perf_counter() - t0) * 1000)
-                for h in range(3):
-                    t0 = time.perf_counter()
-                    ex.view(ckpt, cloud.cloud_id, ViewSettings(fps_start=start, patchings=k, head=str(h))).figure.to_json()
-                    change.append((time.perf_counter() - t0) * 1000)
-            med_change = statistics.median(change)
-            base = base or med_change
-            rows.append([name, "100,000 (1M file)", f"{statistics.median(first):.1f}", f"{med_change:.1f}",
-                         f"{med_change / base:.2f}"])
+        rows.append([name, shown, f"{statistics.median(first):.1f}", f"{med_change:.1f}", f"{med_change / base:.2f}"])
+    return rows
+
+
+def latency(ex: Explorer, ckpt: str, repeats: int) -> list[list]:
+    """The latency table: new 2,048-point chairs, then 1M-point uploads shown decimated to 100,000 points."""
+    def chairs(start, k):   # a new cloud: the model runs
+        return (ex.load_shape("chair", 1000 + 100 * k + r, 2048) for r in range(repeats))
+
+    def big_uploads(start, k):   # new bytes: a new cloud, the model runs
+        for r in range(2):
+            path = Path(tmp) / f"big{k}{start}{r}.npy"
+            np.save(path, np.random.default_rng(100 * k + r).normal(size=(1_000_000, 3)).astype(np.float32))
+            yield ex.load_upload(path)
+
+    rows = latency_rows(ex, ckpt, "2,048", VARIANTS, chairs, heads=6)
+    with tempfile.TemporaryDirectory() as tmp:
+        rows += latency_rows(ex, ckpt, "100,000 (1M file)", [v for v in VARIANTS if v[2] in (1, 16)], big_uploads,
+                             heads=3)
     return rows
 
 

@@ -1,21 +1,25 @@
-"""The attention explorer's Gradio Blocks: layout and event wiring only (the logic is pcdviz/explorer.py).
+"""The attention explorer's Gradio Blocks: the page's script, build_app and its event wiring, launch and `pcdviz app`.
 
-`build_app` lays out the Blocks and wires each event to a thin handler that turns an `ExplorerError`
-into a sentence on screen. Every event has an explicit api_name, documented in README.md. `main(argv)`
-is `pcdviz app`. Gradio is imported only here.
+`build_app` places the page (pcdviz/app_layout.py's builders return the components by name) and wires each
+event, one call per endpoint, to a method of pcdviz/app_handlers.py's Handlers: thin calls into
+pcdviz/explorer.py that turn an `ExplorerError` into a sentence on screen. Every event has an explicit
+api_name, documented in README.md. The page's own JavaScript is here (APP_JS, the `js=` of the page-render
+events in wire_page_js, the `head` that launch() injects from pcdviz/static/). `main(argv)` is `pcdviz app`.
+Gradio is imported only by the app modules, and only once build_app runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
-import math
 import os
 import stat
 import time
-from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 # Set before Gradio is imported anywhere in this process: no telemetry, no version check.
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -25,31 +29,15 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "100")
 os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", str(10**12))
 
-from pcdviz.explorer import (  # noqa: E402
-    COLOR_RANGES,
-    COLORSCALES,
-    DEFAULT_PATCHINGS,
-    FPS_STARTS,
-    FUSIONS,
-    MAX_COMPARE,
-    MAX_UPLOAD_BYTES,
-    MODES,
-    PATCHINGS_MAX,
-    SHAPE_POINTS,
-    UNITS,
-    UP_AXES,
-    Explorer,
-    ExplorerError,
-    LoadedCloud,
-    View,
-    ViewSettings,
-    _as_int,
-)
+from pcdviz.explorer import MAX_UPLOAD_BYTES, Explorer  # noqa: E402
+
+if TYPE_CHECKING:   # imported by build_app: Gradio loads only when an app is built (it takes seconds)
+    from pcdviz.app_handlers import Handlers
 
 log = logging.getLogger("pcdviz.app")
 
 
-# --------------------------------------------------------------------------- the Gradio app (layout and wiring)
+# --------------------------------------------------------------------------- the page's script
 
 # Runs once in the page. gr.Plot calls Plotly.react on its div for every new figure, which may drop event
 # listeners, so we (re)bind on every DOM change and on a timer, checking plotly's own listener list.
@@ -190,10 +178,6 @@ CSS = """
 """
 
 
-def _head_choices(n_heads: int) -> list[tuple[str, str]]:
-    return [(f"head {h}", str(h)) for h in range(n_heads)] + [(f"{f} of heads", f) for f in FUSIONS]
-
-
 # Gradio keeps every session's state (a copy of each component's config and the last value of each output,
 # so the last figure too) until the session is evicted, oldest-used first, beyond this many sessions; its
 # default of 10,000 let a server grow by ~230 KB per visitor (measured: bench/load_test.py --new-sessions).
@@ -216,450 +200,142 @@ def build_app(explorer: Explorer | None = None, checkpoints_dir: str | Path = "c
 
     delete_cache: (every N seconds, delete uploads and outputs older than M seconds) from Gradio's cache.
     render: "page" or "server" (RENDERS). The named API endpoints are the same and return figures either way."""
-    import functools
-
     import gradio as gr
 
-    from pcdviz import pagedata
+    from pcdviz import io, pagedata
+    from pcdviz.app_handlers import Handlers
+    from pcdviz.app_layout import INTRO, build_hidden, build_sidebar, build_viewer, first_view
 
     if render not in RENDERS:
         raise ValueError(f"render must be one of {', '.join(RENDERS)}, not {render!r}")
-
     ex = explorer or Explorer(checkpoints_dir)
-    names = ex.usable_checkpoints()
-    broken = [n for n in ex.checkpoint_names() if n not in names]
-    ckpt0 = ex.default_checkpoint()
-    L, H, G = ex.checkpoint_shape(ckpt0)
-    cats = ex.categories()
-    cat0 = "chair" if "chair" in cats else cats[0]
-    cloud0 = ex.load_shape(cat0, 0, 2048)
-    view0 = ex.view(ckpt0, cloud0.cloud_id, ViewSettings(layer=L - 1))
-    from pcdviz import io
-
+    first = first_view(ex)
     exts = sorted({e.lower() for e in io.SUPPORTED_EXTENSIONS})
-
-    def guard(n_out: int, status_at: int):
-        """Turn any failure into a sentence in the status line (and a toast); other outputs stay as they are."""
-        def deco(fn):
-            @functools.wraps(fn)
-            def wrapper(*args, **kwargs):
-                try:
-                    return fn(*args, **kwargs)
-                except ExplorerError as e:
-                    msg = str(e)
-                except Exception as e:  # a bug: log it, keep the page and the server working
-                    log.exception("event %s failed", fn.__name__)
-                    msg = (f"Something went wrong ({type(e).__name__}: {str(e)[:200]}); "
-                           "the app is still running and the server log has the details.")
-                gr.Warning(msg)
-                out = [gr.skip()] * n_out
-                out[status_at] = f"⚠️ {msg}"
-                return tuple(out)
-            return wrapper
-        return deco
-
-    def settings(mode, layer, head, query, keep, crop_ratio, point_size, colorscale, color_range, show_centers, camera,
-                 units="uniform", up="auto", fps_start="geometric", patchings=DEFAULT_PATCHINGS):
-        return ViewSettings.parse(mode, layer, head, query, keep, crop_ratio, point_size, colorscale, color_range,
-                                  show_centers, camera, units, up, fps_start, patchings)
-
-    def draw(cloud_id, checkpoint, compare, s: ViewSettings) -> tuple[View, str]:
-        t0 = time.perf_counter()
-        v = ex.view(checkpoint, cloud_id, s, list(compare or []))
-        v.figure._pcd_page = (v, checkpoint, list(compare or []))   # for the page's twin events (page_twin)
-        return v, f"{v.caption} · {(time.perf_counter() - t0) * 1000:.0f} ms"
-
-    def page_twin(fn, plot_at: int):
-        """fn for the page: the figure it returns (output plot_at) becomes the page's JSON (figure and bundle)."""
-        @functools.wraps(fn)
-        def twin(*args, **kwargs):
-            out = fn(*args, **kwargs)
-            single = not isinstance(out, tuple)
-            out = [out] if single else list(out)
-            made = getattr(out[plot_at], "_pcd_page", None)
-            if made is not None:
-                out[plot_at] = pagedata.page_payload(ex, *made)
-            return out[0] if single else tuple(out)
-        return twin
-
     with gr.Blocks(title="pcdviz: attention explorer", analytics_enabled=False, delete_cache=delete_cache,
                    fill_width=True) as demo:
-        gr.Markdown("## pcdviz · what a self-supervised point transformer attends to\n"
-                    "Pick a checkpoint and a cloud; colours are attention from the CLS token (or a query patch) to "
-                    "each patch, projected to the points, as a multiple of uniform (1 = every patch alike). "
-                    "Click a point to make its patch the query.")
+        gr.Markdown(INTRO)
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=300):
-                checkpoint = gr.Dropdown([(n, n) for n in names] + [(f"{b} (unusable)", b) for b in broken],
-                                         value=ckpt0, label="Checkpoint", elem_id="pcd-checkpoint")
-                card = gr.Markdown(ex.checkpoint_card_markdown(ckpt0), label="model card", elem_id="pcd-card")
-                # the page hides the checkpoint already shown from this list (APP_JS): no per-switch update
-                compare = gr.CheckboxGroup(names, value=[], label=f"Compare with (up to {MAX_COMPARE - 1} more)",
-                                           elem_id="pcd-compare")
-                with gr.Tabs():
-                    with gr.Tab("Shape"):
-                        category = gr.Dropdown(cats, value=cat0, label="Category", elem_id="pcd-category")
-                        with gr.Row():
-                            seed = gr.Number(0, precision=0, minimum=0, label="Seed")
-                            n_points = gr.Number(2048, precision=0, minimum=SHAPE_POINTS[0], maximum=SHAPE_POINTS[1],
-                                                 label="Points")
-                        shape_btn = gr.Button("Show shape", variant="primary")
-                    with gr.Tab("Mesh"):
-                        mesh = gr.Dropdown(ex.mesh_assets(), value=None, label="Real mesh shipped with Gradio",
-                                           elem_id="pcd-mesh")
-                    with gr.Tab("Upload"):
-                        upload = gr.File(label="Point cloud or mesh: " + " ".join(exts), file_types=exts,
-                                         elem_id="pcd-upload")
-                        with gr.Row():
-                            h5_key = gr.Dropdown([], value=None, label="HDF5 dataset", allow_custom_value=True)
-                            h5_index = gr.Number(0, precision=0, minimum=0, label="HDF5 index")
-                cloud_info = gr.Markdown(ex.cloud_info_markdown(cloud0, ckpt0), label="cloud info",
-                                         elem_id="pcd-cloud-info")
-                with gr.Accordion("Sampling and orientation", open=False):
-                    up = gr.Radio(list(UP_AXES), value="auto", label="Up axis (auto: the format's convention)",
-                                  elem_id="pcd-up")
-                    fps_start = gr.Radio([(f"{k}: {v}", k) for k, v in FPS_STARTS.items()], value="geometric",
-                                         label="Farthest point sampling starts at", elem_id="pcd-fps-start")
-                    patchings = gr.Slider(1, PATCHINGS_MAX, value=DEFAULT_PATCHINGS, step=1,
-                                          label="Average over patchings (1 = off; each is one forward pass)",
-                                          elem_id="pcd-patchings")
+                sidebar = build_sidebar(ex, first, exts)
             with gr.Column(scale=3):
-                with gr.Row():
-                    mode = gr.Radio([(label, value) for value, label in MODES.items()], value="cls", label="View",
-                                    elem_id="pcd-mode")
-                with gr.Row():
-                    layer = gr.Slider(0, L - 1, value=L - 1, step=1, label="Layer", elem_id="pcd-layer")
-                    head = gr.Dropdown(_head_choices(H), value="mean", label="Head", elem_id="pcd-head")
-                    query = gr.Number(0, precision=0, minimum=0, label="Query patch",
-                                      info="or click a point in the plot", elem_id="pcd-query")
-                status = gr.Markdown(f"{view0.caption}", label="status", elem_id="pcd-status")
-                plot = gr.Plot(view0.figure, label="attention", show_label=False, elem_id="pcd-plot")
-                with gr.Row():
-                    keep = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Keep top share of attention mass",
-                                     elem_id="pcd-keep")
-                    crop_ratio = gr.Slider(0.1, 0.9, value=0.3, step=0.05, label="Local crop size (share of points)",
-                                           elem_id="pcd-crop")
-                with gr.Accordion("Display", open=False):
-                    with gr.Row():
-                        point_size = gr.Slider(0, 10, value=0, step=0.5, label="Point size (0 = automatic)")
-                        colorscale = gr.Dropdown(list(COLORSCALES), value="Viridis", label="Colour scale")
-                        units = gr.Radio([(v, k) for k, v in UNITS.items()], value="uniform", label="Colours show",
-                                         elem_id="pcd-units")
-                        color_range = gr.Radio([(v, k) for k, v in COLOR_RANGES.items()], value="auto",
-                                               label="Colour range", elem_id="pcd-color-range")
-                        show_centers = gr.Checkbox(False, label="Show patch centres")
-                with gr.Accordion("Export what is on screen", open=False):
-                    with gr.Row():
-                        html_btn = gr.Button("HTML (standalone)")
-                        ply_btn = gr.Button("PLY (attention as colours)")
-                        npz_btn = gr.Button("NPZ (raw maps)")
-                    download = gr.File(label="Download", interactive=False, elem_id="pcd-download")
-                with gr.Accordion("Patch features and correspondence", open=False):
-                    with gr.Row():
-                        feat_mode = gr.Radio([(MODES[m], m) for m in ("pca", "similarity")], value="pca",
-                                             label="Show", elem_id="pcd-feat-mode")
-                        others = gr.Dropdown([], value=[], multiselect=True, allow_custom_value=True,
-                                             label="Beside it (clouds seen)",
-                                             info="load other shapes, meshes or files first", elem_id="pcd-others")
-                        drop_first = gr.Checkbox(False, label="PCA: skip the first component")
-                    with gr.Row():
-                        feat_btn = gr.Button("Show features", variant="primary")
-                        others_btn = gr.Button("↻ clouds seen")
-                    feat_status = gr.Markdown("", elem_id="pcd-feat-status")
-                    feat_plot = gr.Plot(label="patch features", show_label=False, elem_id="pcd-feat-plot")
-                with gr.Accordion("Head statistics", open=False):
-                    stats_btn = gr.Button("Compute for the checkpoints shown")
-                    stats_plot = gr.Plot(label="head statistics", show_label=False, elem_id="pcd-stats-plot")
-                    stats_md = gr.Markdown("", elem_id="pcd-stats")
-                with gr.Accordion("Attention over training (snapshots)", open=False):
-                    with gr.Row():
-                        snapshot = gr.Slider(0, 1, value=1, step=1, label="Snapshot (0 = the first; the last = the checkpoint)",
-                                             elem_id="pcd-snapshot")
-                        snap_btn = gr.Button("↻ snapshots of this checkpoint")
-                    snap_status = gr.Markdown("", elem_id="pcd-snap-status")
-                    snap_plot = gr.Plot(label="snapshot", show_label=False, elem_id="pcd-snap-plot")
-        # Not shown, but in the page: the JS writes clicks and the camera here; the cloud id travels with events.
-        cloud_id = gr.Textbox(cloud0.cloud_id, visible="hidden", label="cloud id", elem_id="pcd-cloud-id")
-        click = gr.Textbox("", visible="hidden", label="clicked point", elem_id="pcd-click")
-        camera = gr.Textbox("", visible="hidden", label="camera", elem_id="pcd-camera")
-        rejected = gr.Textbox("", visible="hidden", label="file the page refused", elem_id="pcd-rejected")
-        # page render: the server's figures and the maps to recolour them arrive here as JSON (pagedata), the
-        # page asks the server through `redraw` when it cannot recolour by itself, and the named API endpoints
-        # hang on `api_only`, which the page never clicks (gradio_client calls them by name, as before)
-        page_data = gr.Textbox(pagedata.page_payload(ex, view0, ckpt0, [], figure=False) if render == "page" else "",
-                               visible="hidden", label="page data", elem_id="pcd-page-data", max_lines=1)
-        redraw = gr.Button("redraw", visible="hidden", elem_id="pcd-redraw")
-        picked = gr.Textbox("", visible="hidden", label="patch picked in the page", elem_id="pcd-pick")
-        api_only = gr.Button("api", visible="hidden", elem_id="pcd-api-only")
-
-        def wire(triggers, fn, inputs, outputs, api_name, **kw):
-            """One endpoint: on the page's triggers in server render; in page render, the named endpoint (figures,
-            for API callers) on `api_only` and a private twin (not in the API) that sends the page its JSON instead."""
-            if render == "server" or plot not in outputs:
-                return gr.on(triggers, fn, inputs, outputs, api_name=api_name, **kw)
-            gr.on([api_only.click], fn, inputs, outputs, api_name=api_name, **kw)
-            at = outputs.index(plot)
-            return gr.on(triggers, page_twin(fn, at), inputs, [page_data if o is plot else o for o in outputs],
-                         api_name=f"{api_name}_page", api_visibility="private", **kw)
-
-        view_inputs = [checkpoint, compare, mode, layer, head, query, keep, crop_ratio, point_size, colorscale,
-                       color_range, show_centers, camera, units, up, fps_start, patchings]
-        fast = dict(trigger_mode="always_last", show_progress="minimal")
-
-        @guard(2, 1)
-        def view(cloud_id, checkpoint, compare, mode, layer, head, query, keep, crop_ratio, point_size,
-                 colorscale, color_range, show_centers, camera, units="uniform", up="auto", fps_start="geometric",
-                 patchings=DEFAULT_PATCHINGS):
-            """Redraw the plot for the current cloud and settings (never re-runs a model already run on it)."""
-            s = settings(mode, layer, head, query, keep, crop_ratio, point_size, colorscale, color_range,
-                         show_centers, camera, units, up, fps_start, patchings)
-            v, msg = draw(cloud_id, checkpoint, compare, s)
-            return v.figure, msg
-
-        # Sliders redraw on `input`: Gradio's slider sends it for a drag, the arrow keys and typing in its number
-        # box (Enter included); `release` comes only from the pointer, so typed layers never redrew. A drag's
-        # stream of inputs is cut to the last one by trigger_mode="always_last". Dropdowns redraw on `select`:
-        # Gradio's (6.31) single-choice dropdown sends `input` twice per choice (on the choice and on the blur
-        # that follows), which asked the server for every head change twice.
-        local = [layer.input, head.select, query.submit, query.input, keep.input, point_size.input,
-                 colorscale.select, color_range.input, units.input]
-        server = [crop_ratio.input, show_centers.input, compare.input]
-        if render == "server":
-            wire(local + server, view, [cloud_id, *view_inputs], [plot, status], "view", **fast)
-        else:
-            # recoloured in the page (static/page.js); the page clicks `redraw` when it needs the server
-            wire([redraw.click] + server, view, [cloud_id, *view_inputs], [plot, status], "view", **fast)
-            local_inputs = [mode, layer, head, query, keep, point_size, colorscale, color_range, units]
-            args = ", ".join(LOCAL_KEYS)
-            gr.on(local, None, [*local_inputs, status], [status], queue=False, show_progress="hidden",
-                  js=f"({args}, status) => window.pcdviz.local({{{args}}}, status)")
-            # a click in query mode picked in the page (static/page.js pcdviz.pick): the query box and the status
-            picked.change(None, [picked, *local_inputs, status], [query, status], queue=False, show_progress="hidden",
-                         js=f"(p, {args}, status) => {{ const q = JSON.parse(p).q; query = q; "
-                            f"return [q, 'clicked patch ' + q + ' · ' + window.pcdviz.local({{{args}}}, status)]; }}")
-            page_data.change(None, [page_data, *local_inputs], None, queue=False,
-                             js=f"(text, {args}) => window.pcdviz.apply(text, {{{args}}})")
-
-        @guard(3, 2)
-        def set_mode(cloud_id, checkpoint, compare, mode, layer, head, query, keep, crop_ratio, point_size,
-                     colorscale, color_range, show_centers, camera, units="uniform", up="auto",
-                     fps_start="geometric", patchings=DEFAULT_PATCHINGS):
-            """Change the view mode; query mode starts on the layer whose maps depend most on the query."""
-            s = settings(mode, layer, head, query, keep, crop_ratio, point_size, colorscale, color_range,
-                         show_centers, camera, units, up, fps_start, patchings)
-            if s.mode == "query":
-                s = replace(s, layer=ex.best_query_layer(checkpoint, cloud_id, s))
-            v, msg = draw(cloud_id, checkpoint, compare, s)
-            return _layer_shown(v), v.figure, msg
-
-        wire([mode.input], set_mode, [cloud_id, *view_inputs], [layer, plot, status], "set_mode", **fast)
-
-        @guard(3, 2)
-        def set_options(cloud_id, checkpoint, compare, mode, layer, head, query, keep, crop_ratio, point_size,
-                        colorscale, color_range, show_centers, camera, units="uniform", up="auto",
-                        fps_start="geometric", patchings=DEFAULT_PATCHINGS):
-            """Change the up axis, the sampling start or the patchings: the cloud info says what the view used."""
-            s = settings(mode, layer, head, query, keep, crop_ratio, point_size, colorscale, color_range,
-                         show_centers, camera, units, up, fps_start, patchings)
-            v, msg = draw(cloud_id, checkpoint, compare, s)
-            return ex.cloud_info_markdown(ex.cloud(cloud_id), checkpoint, s), v.figure, msg
-
-        wire([up.input, fps_start.input, patchings.input], set_options, [cloud_id, *view_inputs],
-             [cloud_info, plot, status], "set_options", **fast)
-
-        # What this session's layer slider and head list offer, and its HDF5 dataset list. Only a change of
-        # those needs a property update: Gradio (6.31) answers each one with a new copy of the component that
-        # the session's state keeps for as long as the session lives (a few KB each, never freed), so an update
-        # on every checkpoint switch or upload grows the server with the number of requests. None: not known
-        # (a new session, or one whose state Gradio evicted), so the first switch or upload sends an update.
-        offered_shape = gr.State(None)
-        offered_h5_keys = gr.State(None)
-
-        @guard(8, 6)
-        def select_checkpoint(checkpoint, cloud_id, compare, mode, layer, head, query, keep, crop_ratio, point_size,
-                              colorscale, color_range, show_centers, camera, units="uniform", up="auto",
-                              fps_start="geometric", patchings=DEFAULT_PATCHINGS, shape=None):
-            """Switch checkpoint: its card, its layers and heads, the cloud info, and the redrawn view."""
-            n_layers, n_heads, n_patches = ex.checkpoint_shape(checkpoint)
-            head = head if (head in FUSIONS or (str(head).isdigit() and int(head) < n_heads)) else "mean"
-            query = min(max(_as_int(query, "query patch", 0), 0), n_patches - 1)
-            s = settings(mode, n_layers - 1, head, query, keep, crop_ratio, point_size, colorscale, color_range,
-                         show_centers, camera, units, up, fps_start, patchings)
-            if s.mode == "query":
-                s = replace(s, layer=ex.best_query_layer(checkpoint, cloud_id, s))
-            v, msg = draw(cloud_id, checkpoint, compare, s)
-            same = shape == (n_layers, n_heads)
-            shown = _layer_shown(v)
-            return (ex.checkpoint_card_markdown(checkpoint),
-                    shown if same else gr.update(maximum=n_layers - 1, value=shown),
-                    head if same else gr.update(choices=_head_choices(n_heads), value=head),
-                    query, ex.cloud_info_markdown(ex.cloud(cloud_id), checkpoint, s), v.figure, msg,
-                    gr.skip() if same else (n_layers, n_heads))
-
-        wire([checkpoint.select], select_checkpoint, [checkpoint, cloud_id, *view_inputs[1:], offered_shape],
-             [card, layer, head, query, cloud_info, plot, status, offered_shape], "select_checkpoint")
-
-        def show_cloud(cloud: LoadedCloud, checkpoint, compare, s: ViewSettings):
-            v, msg = draw(cloud.cloud_id, checkpoint, compare, s)
-            return cloud.cloud_id, ex.cloud_info_markdown(cloud, checkpoint, s), v.figure, msg
-
-        @guard(4, 3)
-        def load_shape(category, seed, n_points, checkpoint, compare, mode, layer, head, query, keep, crop_ratio,
-                       point_size, colorscale, color_range, show_centers, camera, units="uniform", up="auto",
-                       fps_start="geometric", patchings=DEFAULT_PATCHINGS):
-            """Generate a synthetic shape (any category, seed, point count) and show it."""
-            s = settings(mode, layer, head, query, keep, crop_ratio, point_size, colorscale, color_range,
-                         show_centers, camera, units, up, fps_start, patchings)
-            return show_cloud(ex.load_shape(category, seed, n_points), checkpoint, compare, s)
-
-        wire([shape_btn.click, category.select], load_shape, [category, seed, n_points, *view_inputs],
-             [cloud_id, cloud_info, plot, status], "load_shape")
-
-        @guard(4, 3)
-        def load_mesh(mesh, checkpoint, compare, mode, layer, head, query, keep, crop_ratio, point_size,
-                      colorscale, color_range, show_centers, camera, units="uniform", up="auto",
-                      fps_start="geometric", patchings=DEFAULT_PATCHINGS):
-            """Show one of the real meshes shipped in Gradio's wheel (points sampled on the surface)."""
-            s = settings(mode, layer, head, query, keep, crop_ratio, point_size, colorscale, color_range,
-                         show_centers, camera, units, up, fps_start, patchings)
-            return show_cloud(ex.load_mesh(mesh), checkpoint, compare, s)
-
-        wire([mesh.select], load_mesh, [mesh, *view_inputs], [cloud_id, cloud_info, plot, status], "load_mesh")
-
-        @guard(6, 4)
-        def load_upload(file, h5_key, h5_index, checkpoint, compare, mode, layer, head, query, keep, crop_ratio,
-                        point_size, colorscale, color_range, show_centers, camera, units="uniform", up="auto",
-                        fps_start="geometric", patchings=DEFAULT_PATCHINGS, h5_keys=None):
-            """Load an uploaded file (any format pcdviz.io reads; for .h5 a dataset and an index) and show it."""
-            if file is None:
-                return gr.skip(), gr.skip(), gr.skip(), gr.skip(), "Upload a file to see it here.", gr.skip()
-            s = settings(mode, layer, head, query, keep, crop_ratio, point_size, colorscale, color_range,
-                         show_centers, camera, units, up, fps_start, patchings)
-            cloud = ex.load_upload(file, h5_key or None, h5_index)
-            cid, info, fig, msg = show_cloud(cloud, checkpoint, compare, s)
-            keys, value = tuple(cloud.h5_keys), cloud.h5_key if cloud.h5_keys else None
-            if keys == h5_keys:
-                return cid, info, value, fig, msg, gr.skip()
-            return cid, info, gr.update(choices=list(keys), value=value), fig, msg, keys
-
-        wire([upload.upload, h5_key.select, h5_index.submit], load_upload,
-             [upload, h5_key, h5_index, *view_inputs, offered_h5_keys],
-             [cloud_id, cloud_info, h5_key, plot, status, offered_h5_keys], "load_upload")
-
-        @guard(1, 0)
-        def refuse_upload(rejected):
-            """A file the page refused before it reached the server ({"name", "why"} from APP_JS): say so, so
-            the status never keeps an earlier file's message."""
-            try:
-                info = json.loads(rejected or "{}")
-            except ValueError:
-                info = {}
-            name = str(info.get("name") or "the file")[:120]
-            limit = _as_int(info.get("limit_mb"), "upload limit", 0) if str(info.get("limit_mb", "")).isdigit() else 0
-            why = {"type": f"its type is not one the app reads ({' '.join(exts)})",
-                   "size": f"it is larger than the upload limit" + (f" of {limit} MB" if limit else "")
-                   }.get(info.get("why"), "the page refused it")
-            return f"⚠️ {name} was not loaded: {why}. The plot still shows the previous cloud."
-
-        rejected.change(refuse_upload, [rejected], [status], api_name="refuse_upload")
-
-        @guard(5, 4)
-        def pick_point(click, cloud_id, checkpoint, compare, mode, layer, head, query, keep, crop_ratio, point_size,
-                       colorscale, color_range, show_centers, camera, units="uniform", up="auto",
-                       fps_start="geometric", patchings=DEFAULT_PATCHINGS):
-            """A clicked point ({"x","y","z"} JSON or "x,y,z") becomes the query patch; shows its attention.
-            Coming from another mode, query mode starts on the layer whose maps depend most on the query."""
-            xyz = _parse_click(click)
-            s = settings(mode, layer, head, query, keep, crop_ratio, point_size, colorscale, color_range,
-                         show_centers, camera, units, up, fps_start, patchings)
-            q = ex.pick(checkpoint, cloud_id, xyz, s)
-            if s.mode not in ("query", "crop"):
-                s = replace(s, mode="query", layer=ex.best_query_layer(checkpoint, cloud_id, s))
-            v, msg = draw(cloud_id, checkpoint, compare, replace(s, query=q))
-            return q, s.mode, _layer_shown(v), v.figure, f"clicked patch {q} · {msg}"
-
-        wire([click.change], pick_point, [click, cloud_id, *view_inputs], [query, mode, layer, plot, status],
-             "pick_point", **fast)
-
-        def exporter(kind: str):
-            @guard(2, 1)
-            def export(cloud_id, checkpoint, compare, mode, layer, head, query, keep, crop_ratio, point_size,
-                       colorscale, color_range, show_centers, camera, units="uniform", up="auto",
-                       fps_start="geometric", patchings=DEFAULT_PATCHINGS):
-                s = settings(mode, layer, head, query, keep, crop_ratio, point_size, colorscale, color_range,
-                             show_centers, camera, units, up, fps_start, patchings)
-                v, _ = draw(cloud_id, checkpoint, compare, s)
-                path = getattr(ex, f"export_{kind}")(v)
-                return str(path), f"exported {path.name} ({path.stat().st_size / 1024:.0f} KB)"
-            export.__name__ = f"export_{kind}"
-            export.__doc__ = {"html": "The view as a standalone HTML file (opens offline).",
-                              "ply": "The cloud as a PLY in the file's coordinates, the attention as colours and "
-                                     "as a scalar.",
-                              "npz": "The raw attention maps, centres, groups, features and the values shown."}[kind]
-            return export
-
-        for kind, btn in (("html", html_btn), ("ply", ply_btn), ("npz", npz_btn)):
-            btn.click(exporter(kind), [cloud_id, *view_inputs], [download, status], api_name=f"export_{kind}")
-
-        # ---- what the tokens say (issue 17): their own plots, so the main view's page recolouring is untouched
-        @guard(2, 1)
-        def features(cloud_id, checkpoint, compare, feat_mode, others, drop_first, query, camera):
-            """Patch-feature PCA colours (fitted on every cloud shown) or patch correspondence to the query."""
-            s = ViewSettings.parse(mode=feat_mode, query=query, camera=camera, others=others or (),
-                                   drop_first=drop_first)
-            t0 = time.perf_counter()
-            v = ex.view(checkpoint, cloud_id, s, list(compare or []))
-            return v.figure, f"{v.caption} · {(time.perf_counter() - t0) * 1000:.0f} ms"
-
-        feat_btn.click(features, [cloud_id, checkpoint, compare, feat_mode, others, drop_first, query, camera],
-                       [feat_plot, feat_status], api_name="features")
-        def clouds_seen(cloud_id):
-            """The clouds the explorer holds, other than the one shown: what the feature views can put beside it."""
-            return gr.update(choices=[c for c in ex.cloud_choices() if c[1] != cloud_id])
-
-        others_btn.click(clouds_seen, [cloud_id], [others], api_name="clouds_seen")
-
-        @guard(2, 1)
-        def head_stats(checkpoint, compare):
-            """Each head's attention distance, entropy and part alignment per layer, for the checkpoints shown."""
-            return ex.head_stats([checkpoint, *(compare or [])])
-
-        stats_btn.click(head_stats, [checkpoint, compare], [stats_plot, stats_md], api_name="head_stats")
-
-        def list_snapshots(checkpoint):
-            """The slider over the checkpoint's training snapshots (the last position is the checkpoint)."""
-            n = len(ex.snapshot_names(checkpoint))
-            return gr.update(maximum=max(n - 1, 1), value=n - 1), (
-                f"{n - 1} snapshots and the final checkpoint" if n > 1 else "this checkpoint has no snapshots")
-
-        snap_btn.click(list_snapshots, [checkpoint], [snapshot, snap_status], api_name="snapshots")
-
-        @guard(2, 1)
-        def snapshot_view(index, cloud_id, checkpoint, compare, mode, layer, head, query, keep, crop_ratio,
-                          point_size, colorscale, color_range, show_centers, camera, units="uniform", up="auto",
-                          fps_start="geometric", patchings=DEFAULT_PATCHINGS):
-            """The main view's settings on one training snapshot of the checkpoint."""
-            names = ex.snapshot_names(checkpoint)
-            name = names[min(max(int(index or 0), 0), len(names) - 1)]
-            s = settings(mode, layer, head, query, keep, crop_ratio, point_size, colorscale, color_range,
-                         show_centers, camera, units, up, fps_start, patchings)
-            v, msg = draw(cloud_id, name, [], s)
-            return v.figure, f"**{name}** · {msg}"
-
-        snapshot.release(snapshot_view, [snapshot, cloud_id, *view_inputs], [snap_plot, snap_status],
-                         api_name="snapshot_view")
-
+                viewer = build_viewer(first)
+        page_json = pagedata.page_payload(ex, first.view, first.checkpoint, [], figure=False) if render == "page" else ""
+        ui = SimpleNamespace(**sidebar, **viewer, **build_hidden(first, page_json))
+        wire_events(ui, Handlers(ex, exts), make_wire(ex, ui, render), render)
     sweep_uploads(demo, *delete_cache)
     return demo
 
 
-def _layer_shown(v: View) -> int:
-    """The layer a view shows (for the slider; rollout spans all layers: the setting as it was, clipped)."""
-    layer = v.panels[0].extra.get("layer")
-    if layer is None:
-        n_layers = v.panels[0].mv.n_layers
-        return n_layers - 1 if v.settings.layer < 0 or v.settings.layer >= n_layers else int(v.settings.layer)
-    return int(layer)
+# --------------------------------------------------------------------------- event wiring: one call per endpoint
+
+def make_wire(ex: Explorer, ui, render: str):
+    """wire(triggers, fn, inputs, outputs, api_name): one endpoint. In server render, on the page's triggers. In page
+    render, the named endpoint (figures, for API callers) hangs on `api_only`, and a private twin (not in the API)
+    on the page's triggers sends the page its JSON instead of the figure."""
+    import gradio as gr
+
+    def wire(triggers, fn, inputs, outputs, api_name, **kw):
+        if render == "server" or ui.plot not in outputs:
+            return gr.on(triggers, fn, inputs, outputs, api_name=api_name, **kw)
+        gr.on([ui.api_only.click], fn, inputs, outputs, api_name=api_name, **kw)
+        at = outputs.index(ui.plot)
+        return gr.on(triggers, page_twin(ex, fn, at), inputs, [ui.page_data if o is ui.plot else o for o in outputs],
+                     api_name=f"{api_name}_page", api_visibility="private", **kw)
+    return wire
+
+
+def page_twin(ex: Explorer, fn, plot_at: int):
+    """fn for the page: the figure it returns (output plot_at) becomes the page's JSON (figure and bundle)."""
+    from pcdviz import pagedata
+
+    @functools.wraps(fn, updated=())   # not fn's __dict__: a handler method's __signature__ there names `self`
+    def twin(*args, **kwargs):
+        out = fn(*args, **kwargs)
+        single = not isinstance(out, tuple)
+        out = [out] if single else list(out)
+        made = getattr(out[plot_at], "_pcd_page", None)   # set by Handlers.draw
+        if made is not None:
+            out[plot_at] = pagedata.page_payload(ex, *made)
+        return out[0] if single else tuple(out)
+    return twin
+
+
+def wire_events(ui, h: Handlers, wire, render: str) -> None:
+    """Every event of the page, each to one handler. A view event sends the view settings, ViewInputs' fields in
+    their order, after its own inputs (most: the cloud id, the checkpoint and the comparison list)."""
+    from pcdviz.app_handlers import ViewInputs
+
+    settings = [getattr(ui, name) for name in ViewInputs.names()]
+    view_inputs = [ui.checkpoint, ui.compare, *settings]
+    cloud_view = [ui.cloud_id, *view_inputs]
+    fast = dict(trigger_mode="always_last", show_progress="minimal")
+    # Sliders redraw on `input`: Gradio's slider sends it for a drag, the arrow keys and typing in its number
+    # box (Enter included); `release` comes only from the pointer, so typed layers never redrew. A drag's
+    # stream of inputs is cut to the last one by trigger_mode="always_last". Dropdowns redraw on `select`:
+    # Gradio's (6.31) single-choice dropdown sends `input` twice per choice (on the choice and on the blur
+    # that follows), which asked the server for every head change twice.
+    local = [ui.layer.input, ui.head.select, ui.query.submit, ui.query.input, ui.keep.input, ui.point_size.input,
+             ui.colorscale.select, ui.color_range.input, ui.units.input]
+    server = [ui.crop_ratio.input, ui.show_centers.input, ui.compare.input]
+    if render == "server":
+        wire(local + server, h.view, cloud_view, [ui.plot, ui.status], "view", **fast)
+    else:
+        # recoloured in the page (static/page.js); the page clicks `redraw` when it needs the server
+        wire([ui.redraw.click] + server, h.view, cloud_view, [ui.plot, ui.status], "view", **fast)
+        wire_page_js(ui, local)
+    wire([ui.mode.input], h.set_mode, cloud_view, [ui.layer, ui.plot, ui.status], "set_mode", **fast)
+    wire([ui.up.input, ui.fps_start.input, ui.patchings.input], h.set_options, cloud_view,
+         [ui.cloud_info, ui.plot, ui.status], "set_options", **fast)
+    wire([ui.checkpoint.select], h.select_checkpoint, [ui.checkpoint, ui.cloud_id, ui.compare, *settings, ui.offered_shape],
+         [ui.card, ui.layer, ui.head, ui.query, ui.cloud_info, ui.plot, ui.status, ui.offered_shape],
+         "select_checkpoint")
+    wire_clouds(ui, h, wire, view_inputs)
+    wire([ui.click.change], h.pick_point, [ui.click, *cloud_view], [ui.query, ui.mode, ui.layer, ui.plot, ui.status],
+         "pick_point", **fast)
+    wire_panels(ui, h, cloud_view)
+
+
+def wire_page_js(ui, local) -> None:
+    """Page render: the events the page answers by itself (static/page.js), with the settings in LOCAL_KEYS."""
+    import gradio as gr
+
+    local_inputs = [getattr(ui, key) for key in LOCAL_KEYS]
+    args = ", ".join(LOCAL_KEYS)
+    gr.on(local, None, [*local_inputs, ui.status], [ui.status], queue=False, show_progress="hidden",
+          js=f"({args}, status) => window.pcdviz.local({{{args}}}, status)")
+    # a click in query mode picked in the page (static/page.js pcdviz.pick): the query box and the status
+    ui.picked.change(None, [ui.picked, *local_inputs, ui.status], [ui.query, ui.status], queue=False,
+                     show_progress="hidden",
+                     js=f"(p, {args}, status) => {{ const q = JSON.parse(p).q; query = q; "
+                        f"return [q, 'clicked patch ' + q + ' · ' + window.pcdviz.local({{{args}}}, status)]; }}")
+    ui.page_data.change(None, [ui.page_data, *local_inputs], None, queue=False,
+                        js=f"(text, {args}) => window.pcdviz.apply(text, {{{args}}})")
+
+
+def wire_clouds(ui, h: Handlers, wire, view_inputs) -> None:
+    """A synthetic shape, a shipped mesh, an upload (and the file the page refused before it was sent)."""
+    wire([ui.shape_btn.click, ui.category.select], h.load_shape, [ui.category, ui.seed, ui.n_points, *view_inputs],
+         [ui.cloud_id, ui.cloud_info, ui.plot, ui.status], "load_shape")
+    wire([ui.mesh.select], h.load_mesh, [ui.mesh, *view_inputs], [ui.cloud_id, ui.cloud_info, ui.plot, ui.status],
+         "load_mesh")
+    wire([ui.upload.upload, ui.h5_key.select, ui.h5_index.submit], h.load_upload,
+         [ui.upload, ui.h5_key, ui.h5_index, *view_inputs, ui.offered_h5_keys],
+         [ui.cloud_id, ui.cloud_info, ui.h5_key, ui.plot, ui.status, ui.offered_h5_keys], "load_upload")
+    ui.rejected.change(h.refuse_upload, [ui.rejected], [ui.status], api_name="refuse_upload")
+
+
+def wire_panels(ui, h: Handlers, cloud_view) -> None:
+    """The accordions under the plot: exports, patch features, head statistics, snapshots (their own outputs)."""
+    ui.html_btn.click(h.export_html, cloud_view, [ui.download, ui.status], api_name="export_html")
+    ui.ply_btn.click(h.export_ply, cloud_view, [ui.download, ui.status], api_name="export_ply")
+    ui.npz_btn.click(h.export_npz, cloud_view, [ui.download, ui.status], api_name="export_npz")
+    ui.feat_btn.click(h.features, [ui.cloud_id, ui.checkpoint, ui.compare, ui.feat_mode, ui.others, ui.drop_first,
+                                   ui.query, ui.camera], [ui.feat_plot, ui.feat_status], api_name="features")
+    ui.others_btn.click(h.clouds_seen, [ui.cloud_id], [ui.others], api_name="clouds_seen")
+    ui.stats_btn.click(h.head_stats, [ui.checkpoint, ui.compare], [ui.stats_plot, ui.stats_md], api_name="head_stats")
+    ui.snap_btn.click(h.list_snapshots, [ui.checkpoint], [ui.snapshot, ui.snap_status], api_name="snapshots")
+    ui.snapshot.release(h.snapshot_view, [ui.snapshot, *cloud_view], [ui.snap_plot, ui.snap_status],
+                        api_name="snapshot_view")
 
 
 def sweep_uploads(demo, every: float, age: float) -> None:
@@ -713,27 +389,6 @@ def _delete_old_files(demo, age: float) -> None:
                 os.remove(f)
         except FileNotFoundError:
             pass
-
-
-def _parse_click(click) -> tuple[float, float, float]:
-    """A click from the page ({"x":..,"y":..,"z":..}) or an API caller ("x,y,z" or [x, y, z])."""
-    if isinstance(click, str):
-        text = click.strip()
-        if not text:
-            raise ExplorerError("Click a point in the plot to choose a query patch.")
-        try:
-            click = json.loads(text) if text[0] in "[{" else [float(t) for t in text.split(",")]
-        except ValueError:
-            raise ExplorerError("The clicked point has no usable coordinates.") from None
-    if isinstance(click, dict):
-        click = [click.get(k) for k in ("x", "y", "z")]
-    try:
-        xyz = tuple(float(v) for v in click)
-    except (TypeError, ValueError):
-        raise ExplorerError("The clicked point has no usable coordinates.") from None
-    if len(xyz) != 3 or not all(math.isfinite(v) for v in xyz):
-        raise ExplorerError("The clicked point has no usable coordinates.")
-    return xyz
 
 
 def launch(demo, host: str = "127.0.0.1", port: int | None = None, *, concurrency: int = 2,

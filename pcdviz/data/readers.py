@@ -337,6 +337,20 @@ class ScanObjectNNH5(_ArrayDataset):
 
 # ----------------------------------------------------------------------------------------------
 
+def cache_size_mb(cache_mb: float | None) -> float:
+    """The per-process cache of a reader that parses slow formats, in MB: DEFAULT_CACHE_MB unless given."""
+    from .describe import DEFAULT_CACHE_MB
+
+    return DEFAULT_CACHE_MB if cache_mb is None else cache_mb
+
+
+def bounded_cache(cache_mb: float | None):
+    """A BoundedCache of cache_mb (None: DEFAULT_CACHE_MB; 0 keeps nothing) for a reader's parsed items."""
+    from .describe import BoundedCache
+
+    return BoundedCache(int(cache_size_mb(cache_mb) * 2**20))
+
+
 class PointCloudFolder(torch.utils.data.Dataset):
     """A folder of point-cloud or mesh files laid out as root/class_name/file.ext.
 
@@ -391,9 +405,7 @@ class PointCloudFolder(torch.utils.data.Dataset):
                              f"official: the layout's {split}/ folders" if split_in_layout else
                              f"hash split: no split folder or list in this layout, so the files whose path hash is "
                              f"0 mod {HOLDOUT_EVERY} are the test split (not comparable with published scores)")
-        from .describe import DEFAULT_CACHE_MB, BoundedCache
-        mb = (DEFAULT_CACHE_MB if cache_mb is None else cache_mb) if cache else 0
-        self._cache = BoundedCache(int(mb * 2**20))
+        self._cache = bounded_cache(cache_mb if cache else 0)
 
     def __len__(self) -> int:
         return len(self.files)
@@ -519,9 +531,8 @@ def open_dataset(spec, split: str = "train", n_points: int = 2048, *, variant: s
         from .shapenet55 import ShapeNet55
         return ShapeNet55(p, split, n_points, variant=variant)
     if layout == "modelnet_resampled":
-        from .describe import DEFAULT_CACHE_MB
         from .modelnet_resampled import ModelNet40Resampled
-        return ModelNet40Resampled(p, split, n_points, cache_mb=DEFAULT_CACHE_MB if cache_mb is None else cache_mb)
+        return ModelNet40Resampled(p, split, n_points, cache_mb=cache_size_mb(cache_mb))
     if layout == "scanobjectnn":
         from .scanobjectnn import ScanObjectNN
         return ScanObjectNN(p, split, n_points, variant=variant, background=background)
