@@ -15,6 +15,7 @@ first painted frame with the plot's data, a fresh page each time, alternating.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -47,6 +48,7 @@ window.__benchWait = (timeoutMs) => new Promise((resolve) => {
   }
   function tick() {
     if (changed()) {
+      b.tDetect = performance.now();
       requestAnimationFrame(() => requestAnimationFrame(() => {
         b.armed = false; resolve(b.t0 === null ? null : performance.now() - b.t0);
       }));
@@ -110,6 +112,11 @@ class Page:
         self.page.evaluate("() => window.__benchArm()")
         act(self.page)
         ms = self.page.evaluate("t => window.__benchWait(t)", timeout_ms)
+        if os.environ.get("BENCH_PAGE_TRACE"):   # where a change's time went: input, page.js marks, detection
+            print("    trace", self.render, self.page.evaluate(
+                "() => { const b = window.__bench, m = (window.pcdviz.stats || {}).marks || [];"
+                " return [b.t0, ...m, b.tDetect].map(x => x === null || x === undefined ? null : Math.round(x - b.t0)); }"),
+                  round(ms or -1), flush=True)
         self.settle(300)
         return (float("nan") if ms is None or ms < 0 else float(ms)), self.joins - n
 
@@ -207,8 +214,9 @@ def main(argv=None) -> int:
                     opens[render].append(pg.evaluate(FIRST_PLOT))
                     pg.close()
             for render in RENDERS:
-                open_rows.append([render, f"{statistics.median(opens[render]):.0f}",
-                                  f"{min(opens[render]):.0f}-{max(opens[render]):.0f}"])
+                if opens[render]:
+                    open_rows.append([render, f"{statistics.median(opens[render]):.0f}",
+                                      f"{min(opens[render]):.0f}-{max(opens[render]):.0f}"])
 
             # ---- changes: head, layer, threshold, query at each size, 1 and 3 panels
             for n_points in args.points:
@@ -273,8 +281,9 @@ def main(argv=None) -> int:
             for demo in apps:
                 demo.close()
 
-    print("\npage open -> first painted plot (chair, 2,048 points), ms: median, min-max")
-    bu.print_table(["render", "median ms", "range"], open_rows)
+    if open_rows:
+        print("\npage open -> first painted plot (chair, 2,048 points), ms: median, min-max")
+        bu.print_table(["render", "median ms", "range"], open_rows)
     print("\ninput event -> painted frame with the new data, ms (median); requests per change: server / page")
     bu.print_table(["change", "points", "panels", "server render", "page render", "speed-up", "requests",
                     "page range"], rows)

@@ -262,8 +262,9 @@ SHOWN = f"""() => {{ const t = document.querySelector('{PLOT}')._fullData[0];
 
 
 def test_a_head_change_asks_nothing_and_shows_what_view_returns(fresh, app_url):
-    """A head change sends no request at all, keeps the plot's WebGL canvas (no remount), and the colours, their
-    range and the status equal what the /view endpoint returns for the same settings."""
+    """A head change sends no request at all, keeps the plot's WebGL canvas (no remount), only rewrites the colours
+    of the page's points layer, and the colours, their range and the status equal what the /view endpoint returns
+    for the same settings."""
     from gradio_client import Client
 
     page = fresh
@@ -277,6 +278,9 @@ def test_a_head_change_asks_nothing_and_shows_what_view_returns(fresh, app_url):
     assert sent == [], f"a head change asked the server: {sent}"
     shown = page.evaluate(SHOWN)
     assert shown["canvas"], "the plot was mounted anew"
+    # the page's points layer drew the plot and took the change as a colour-buffer write (static/page.js)
+    fast = page.evaluate("() => Object.assign({}, window.pcdviz.fast)")
+    assert fast["enabled"] and fast["hooked"] >= 1 and fast["drawn"] >= 1 and fast["recoloured"] >= 1, fast
     cloud_id = page.locator("#pcd-cloud-id textarea, #pcd-cloud-id input").first.input_value()
     checkpoint = page.locator("#pcd-checkpoint input").input_value()
     layer = int(page.locator("#pcd-layer input[type=range]").input_value())
