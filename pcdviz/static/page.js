@@ -60,6 +60,7 @@
       // or going): plotly (3.x) misplaces a kept scene's mouse area after react, so that plot is built anew
       if (sceneKey(gd.layout || {}) === sceneKey(layout)) window.Plotly.react(gd, fig.data, layout);
       else window.Plotly.newPlot(gd, fig.data, layout, Object.assign({}, gd._context || {}));
+      hookPlot(gd);   // new scenes' points objects (newPlot also drops the plot's event listeners)
       pcd.stats.applied++;
     }
   };
@@ -379,8 +380,9 @@
           }
         }
       }
-      if (!gd.__pcdHooked && typeof gd.on === 'function') {   // plots plotly rebuilds (react, newPlot) get hooked too
-        gd.__pcdHooked = true;
+      const ev = gd._ev || 'emitter';   // plotly's event emitter: newPlot purges it (and our listener with it)
+      if (gd.__pcdHooked !== ev && typeof gd.on === 'function') {   // plots plotly rebuilds get hooked too
+        gd.__pcdHooked = ev;
         gd.on('plotly_afterplot', () => hookPlot(gd));
       }
     } catch (e) {
@@ -406,7 +408,7 @@
     const el = document.querySelector('#pcd-page-data textarea, #pcd-page-data input');
     if (el && !el.value) return;   // server render: plotly's own drawing, as before issue 16
     const gd = plotEl();
-    if (gd && gd._fullLayout && scenesOf(gd).length) { hookPlot(gd); if (gd.__pcdHooked) return; }
+    if (gd && gd._fullLayout && scenesOf(gd).length) { hookPlot(gd); if (FAST.hooked || !FAST.enabled) return; }
     setTimeout(watch, 200);
   }
   if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', () => setTimeout(watch, 0));
