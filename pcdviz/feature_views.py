@@ -16,14 +16,15 @@ from dataclasses import replace
 
 import numpy as np
 
+from pcdviz.attention_views import MAX_COMPARE, PLOT_HEIGHT, Panel, View, auto_point_size
 from pcdviz.features import patch_similarity, pca_basis, pca_colours
+from pcdviz.view_settings import ExplorerError
 
 FEATURE_MODES = ("pca", "similarity")
 
 
 def feature_view(ex, checkpoint: str, cloud_id: str, s, compare: list[str] | None = None):
     """A View of mode s.mode ("pca" or "similarity") for the checkpoint(s) on the cloud and s.others."""
-    from pcdviz.explorer import MAX_COMPARE, ExplorerError, View
 
     clouds = [ex.shown_cloud(cloud_id, s.up)] + [ex.shown_cloud(c, s.up) for c in s.others if c != cloud_id]
     names = list(dict.fromkeys([checkpoint] + [c for c in (compare or []) if c]))
@@ -50,7 +51,6 @@ def feature_view(ex, checkpoint: str, cloud_id: str, s, compare: list[str] | Non
 
 def _pca_panels(ex, mvs, clouds, s, prefix: str) -> list:
     """One (panel, cloud) per cloud: RGB per display point from one basis fitted on all these clouds' tokens."""
-    from pcdviz.explorer import Panel
 
     basis = pca_basis([mv.maps.patch_tokens for mv in mvs], drop_first=s.drop_first)
     share = ", ".join(f"{e:.0%}" for e in basis.explained)
@@ -66,7 +66,6 @@ def _pca_panels(ex, mvs, clouds, s, prefix: str) -> list:
 def _similarity_panels(ex, mvs, clouds, s, prefix: str) -> list:
     """(panel, cloud) pairs: the query's cloud (similarity, and beside it the query's attention when it is the
     only cloud), then every other cloud (similarity, best match highlighted, the reverse check named)."""
-    from pcdviz.explorer import Panel
 
     src = mvs[0]
     q = min(max(int(s.query), 0), src.n_patches - 1)
@@ -91,7 +90,6 @@ def _figure(panels, points, cols: int, s):
     """Panels on a grid, one row per checkpoint: RGB without a colour bar; similarities on one cosine scale,
     an attention panel beside them on its own."""
     from pcdviz import render
-    from pcdviz.explorer import PLOT_HEIGHT, auto_point_size
 
     size = s.point_size or auto_point_size(max(len(p) for p in points), len(panels))
     rows = len(panels) // cols

@@ -187,7 +187,10 @@ def test_query_mode_starts_where_queries_differ_and_says_when_they_do_not(client
     assert layer == int(np.argmax(dep)) and f"layer {int(layer)}" in status
     assert "query dependence by layer: " + " · ".join(f"{i}: {d:.3f}" for i, d in enumerate(dep)) in status
     plot, status = client.predict(cloud_id=cid, checkpoint="dwc-tiny", mode="query", layer=3, api_name="/view")
-    assert dep[3] < 0.02 and "every query patch gets nearly the same map" in status
+    assert dep[3] > 0.1 and "nearly the same map" not in status        # dwc-tiny's distance bias: local heads
+    flat = Explorer(REPO / "checkpoints").query_dependence("random-tiny", cid, ViewSettings())
+    plot, status = client.predict(cloud_id=cid, checkpoint="random-tiny", mode="query", layer=3, api_name="/view")
+    assert flat[3] < 0.02 and "every query patch gets nearly the same map" in status
     layer, _, status = client.predict(cloud_id=cid, checkpoint="dwc-tiny", mode="cls", layer=2, api_name="/set_mode")
     assert layer == 2 and "query dependence" not in status                # other modes keep the layer
 
