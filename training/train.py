@@ -36,7 +36,6 @@ import torch.distributed as dist
 import torch.nn as nn
 from tqdm import tqdm
 
-from pcdviz.model import PointViT, preset  # noqa: F401  (re-exported: bench/probe_distance_bias.py uses T.preset)
 from training.batches import (CropBatches, _quiet_worker, crop_config, data_card, describe_dataset,  # noqa: F401
                               open_train_dataset, read_error_sentence, step_seed, stop_loader)
 from training.config import (CONFIG_DIR, METHODS, RUNTIME_FIELDS, TrainConfig, apply_settings,  # noqa: F401
