@@ -73,7 +73,7 @@ def _source(ex, name: str, mvs: list, main_mv, sub, with_rows: bool) -> dict:
         cache = m._cache
         near = mv.nearest if sub is None else mv.nearest[sub]
         # the main checkpoint's query q -> this patching's query: the patch nearest patching 0's centre of
-        # the patch nearest the main's centre q (Explorer._panel and Explorer.view's query_xyz)
+        # the patch nearest the main's centre q (attention_views._panel and attention_view's query_xyz)
         if main_mv is mv0:
             q0 = np.arange(G)
         else:

@@ -1,6 +1,6 @@
 // pcdviz: a view's colours, range, titles and status line from the page bundle (pcdviz/pagedata.py) and the
-// settings, with no server round trip (issue 16). It follows Explorer.patch_values, Explorer._panel,
-// Explorer.view, Explorer._caption_notes and explorer._color_limits step by step, with numpy's float32 and
+// settings, with no server round trip (issue 16). It follows attention_views.patch_values, _panel,
+// attention_view, _caption_notes and _color_limits (pcdviz/attention_views.py) step by step, with numpy's float32 and
 // float64 rounding where the server has it, so the colours equal /view's: tests/test_page_colours.py runs
 // this file (node) against Explorer.view, tests/test_browser.py the page against the /view endpoint.
 (function (root) {
@@ -139,7 +139,7 @@
     return {vals, title, extra};
   }
 
-  function panel(b, src, s, mainQuery, prefix) {  // Explorer._panel: patching 0's title, values over all patchings
+  function panel(b, src, s, mainQuery, prefix) {  // attention_views._panel: patching 0's title, values over all patchings
     const K = src.k.length, q = i => src.k[i].qmap[mainQuery];
     const first = patchValues(src, 0, s, q(0)), extra = first.extra;
     let values = toDisplay(src.k[0], first.vals), title = first.title;
@@ -230,7 +230,7 @@
             size, symbol: size <= b.square_max ? 'square' : 'circle'};   // render.marker_symbol
   }
 
-  function notes(b, s, panels) {  // Explorer._caption_notes
+  function notes(b, s, panels) {  // attention_views._caption_notes
     let out = '';
     const flat = panels.filter(p => p.extra.nearUniform);
     if (flat.length) {
