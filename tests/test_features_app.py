@@ -47,3 +47,19 @@ def test_features_beside_other_clouds_and_head_statistics(client):
     assert "no snapshots" in msg
     plot, status = client.predict(index=0, cloud_id=chair, checkpoint="random-tiny", api_name="/snapshot_view")
     assert "**random-tiny**" in status and _n_scenes(plot) == 1
+
+
+def test_the_shipped_dwc_tiny_steps_through_its_training_snapshots(client):
+    """dwc-tiny ships 4 teacher snapshots (issue 17): the slider lists them and each draws its own maps."""
+    chair, *_ = client.predict(category="chair", seed=0, api_name="/load_shape")
+    slider, msg = client.predict(checkpoint="dwc-tiny", api_name="/snapshots")
+    assert "4 snapshots and the final checkpoint" in msg
+    titles, plots = [], []
+    for index in range(5):
+        plot, status = client.predict(index=index, cloud_id=chair, checkpoint="dwc-tiny", api_name="/snapshot_view")
+        assert _n_scenes(plot) == 1
+        titles.append(status.split(" · ")[0])
+        plots.append(plot["plot"] if isinstance(plot, dict) else str(plot))
+    assert len(set(plots)) == 5                                           # five models, five pictures
+    assert titles == ["**dwc-tiny@step-0**", "**dwc-tiny@step-375**", "**dwc-tiny@step-750**",
+                      "**dwc-tiny@step-1125**", "**dwc-tiny**"]
