@@ -86,14 +86,17 @@ def write_mesh_files(d: Path, n_side: int):
     return len(v), len(f)
 
 
+def write_ply_files(d: Path, n: int, p, nr, cl) -> dict:
+    """An ASCII and a binary PLY of the points p with normals and colours; name -> path."""
+    save_ply(d / f"a{n}.ply", p, cl, normals=nr, binary=False)
+    save_ply(d / f"b{n}.ply", p, cl, normals=nr)
+    return {"ASCII PLY (xyz nxyz rgb)": d / f"a{n}.ply", "binary PLY (xyz nxyz rgb)": d / f"b{n}.ply"}
+
+
 def write_format_files(d: Path, n: int, pts, nrm, col) -> dict:
     """Every point-cloud format pcdviz.io reads, n points each; name -> path."""
     p, nr, cl = pts[:n], nrm[:n], col[:n]
-    files = {}
-    save_ply(d / f"a{n}.ply", p, cl, normals=nr, binary=False)
-    files["ASCII PLY (xyz nxyz rgb)"] = d / f"a{n}.ply"
-    save_ply(d / f"b{n}.ply", p, cl, normals=nr)
-    files["binary PLY (xyz nxyz rgb)"] = d / f"b{n}.ply"
+    files = write_ply_files(d, n, p, nr, cl)
     for mode in ("ascii", "binary", "binary_compressed"):
         write_pcd(d / f"{mode}{n}.pcd", p, mode)
         files[f"PCD {mode}"] = d / f"{mode}{n}.pcd"

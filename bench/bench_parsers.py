@@ -653,14 +653,10 @@ def speed_files(d: Path, n: int, pts, nrm, col) -> dict[str, Path]:
     """The formats pcdviz parses itself, about n points (meshes: n vertices) each, written like bench_io.py."""
     import bench_io
 
-    from pcdviz.io import MAX_FILE_BYTES, save_ply
+    from pcdviz.io import MAX_FILE_BYTES
 
     p, nr, cl = pts[:n], nrm[:n], col[:n]
-    files = {}
-    save_ply(d / f"a{n}.ply", p, cl, normals=nr, binary=False)
-    files["ASCII PLY (xyz nxyz rgb)"] = d / f"a{n}.ply"
-    save_ply(d / f"b{n}.ply", p, cl, normals=nr)
-    files["binary PLY (xyz nxyz rgb)"] = d / f"b{n}.ply"
+    files = bench_io.write_ply_files(d, n, p, nr, cl)
     for mode in ("ascii", "binary", "binary_compressed"):
         bench_io.write_pcd(d / f"{mode}{n}.pcd", p, mode)
         files[f"PCD {mode} (xyz rgb)" + (", literal-only LZF" if mode == "binary_compressed" else "")] = d / f"{mode}{n}.pcd"
