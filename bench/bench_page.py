@@ -128,13 +128,8 @@ class Page:
         return used / 1024**2
 
 
-def open_dropdown(p):
-    p.locator("#pcd-head input").click()
-    p.wait_for_timeout(150)
-
-
 def choose_head(name):
-    return lambda p: p.get_by_role("option", name=name, exact=True).click()
+    return lambda p: p.locator("#pcd-head").get_by_role("radio", name=name, exact=True).click()
 
 
 def press_layer(key):
@@ -230,7 +225,7 @@ def main(argv=None) -> int:
                             pg.server_event(tick_compare(name), "checkpoints")
                     reps = args.repeats if n_points < 100_000 else max(2, args.repeats // 2)
                     kinds = {
-                        "head": [(open_dropdown, choose_head(h)) for h in ("head 1", "head 4", "head 2", "head 5", "head 0", "head 3")],
+                        "head": [(None, choose_head(h)) for h in ("1", "4", "2", "5", "0", "3")],
                         "layer": [(None, press_layer(k)) for k in ("ArrowLeft", "ArrowRight")],
                         "threshold": [(None, type_box("pcd-keep", k)) for k in (0.5, 0.7)],
                     }
@@ -266,7 +261,7 @@ def main(argv=None) -> int:
             if args.heap_changes:
                 pg = Page(browser, urls["page"], "page")
                 marks = {}
-                steps = [(open_dropdown, choose_head(h)) for h in ("head 1", "head 4", "mean of heads")] + \
+                steps = [(None, choose_head(h)) for h in ("1", "4", "mean")] + \
                         [(None, press_layer(k)) for k in ("ArrowLeft", "ArrowRight")]
                 for i in range(1, args.heap_changes + 1):
                     prep, act = steps[i % len(steps)]

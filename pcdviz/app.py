@@ -175,6 +175,9 @@ APP_JS = r"""
 
 CSS = """
 #pcd-status p { margin: 0; }
+/* six heads and three fusions on one line beside the layer slider (app_layout.build_viewer) */
+#pcd-head label { padding-left: 8px; padding-right: 8px; }
+#pcd-head .wrap { gap: 6px; }
 """
 
 
@@ -210,6 +213,7 @@ def build_app(explorer: Explorer | None = None, checkpoints_dir: str | Path = "c
         raise ValueError(f"render must be one of {', '.join(RENDERS)}, not {render!r}")
     ex = explorer or Explorer(checkpoints_dir)
     first = first_view(ex)
+    first_plot = pagedata.first_plot(first.view.figure) if render == "page" else first.view.figure
     exts = sorted({e.lower() for e in io.SUPPORTED_EXTENSIONS})
     with gr.Blocks(title="pcdviz: attention explorer", analytics_enabled=False, delete_cache=delete_cache,
                    fill_width=True) as demo:
@@ -218,7 +222,7 @@ def build_app(explorer: Explorer | None = None, checkpoints_dir: str | Path = "c
             with gr.Column(scale=1, min_width=300):
                 sidebar = build_sidebar(ex, first, exts)
             with gr.Column(scale=3):
-                viewer = build_viewer(first)
+                viewer = build_viewer(first, first_plot)
         page_json = pagedata.page_payload(ex, first.view, first.checkpoint, [], figure=False) if render == "page" else ""
         ui = SimpleNamespace(**sidebar, **viewer, **build_hidden(first, page_json))
         wire_events(ui, Handlers(ex, exts), make_wire(ex, ui, render), render)

@@ -37,7 +37,9 @@ INTRO = ("## pcdviz · what a self-supervised point transformer attends to\n"
 
 
 def head_choices(n_heads: int) -> list[tuple[str, str]]:
-    return [(f"head {h}", str(h)) for h in range(n_heads)] + [(f"{f} of heads", f) for f in FUSIONS]
+    """The head radio's options: each head by its number, then the fusions over all heads (short labels keep
+    12 heads and 3 fusions on two lines beside the layer slider)."""
+    return [(str(h), str(h)) for h in range(n_heads)] + [(f, f) for f in FUSIONS]
 
 
 @dataclass
@@ -119,19 +121,23 @@ def build_sampling() -> dict:
 
 # --------------------------------------------------------------------------- the right column: the views
 
-def build_viewer(first: FirstView) -> dict:
-    """Mode, layer, head and query above the plot and its status; threshold and crop below; then the accordions."""
+def build_viewer(first: FirstView, first_plot) -> dict:
+    """Mode, layer, head and query above the plot and its status; threshold and crop below; then the accordions.
+    first_plot: the plot's first value (the first view's figure, as the render wants it drawn)."""
     L = first.n_layers
     with gr.Row():
         mode = gr.Radio([(label, value) for value, label in MODES.items()], value="cls", label="View",
                         elem_id="pcd-mode")
     with gr.Row():
-        layer = gr.Slider(0, L - 1, value=L - 1, step=1, label="Layer", elem_id="pcd-layer")
-        head = gr.Dropdown(head_choices(first.n_heads), value="mean", label="Head", elem_id="pcd-head")
+        layer = gr.Slider(0, L - 1, value=L - 1, step=1, label="Layer", elem_id="pcd-layer", scale=2)
+        # radio buttons, not a dropdown: a head is one click away (and Gradio's dropdown took 50-170 ms of
+        # its own to answer a pick, bench/bench_page.py), and every head is in view
+        head = gr.Radio(head_choices(first.n_heads), value="mean", label="Head, or fused over the heads",
+                        elem_id="pcd-head", scale=6)
         query = gr.Number(0, precision=0, minimum=0, label="Query patch", info="or click a point in the plot",
-                          elem_id="pcd-query")
+                          elem_id="pcd-query", scale=2)
     status = gr.Markdown(f"{first.view.caption}", label="status", elem_id="pcd-status")
-    plot = gr.Plot(first.view.figure, label="attention", show_label=False, elem_id="pcd-plot")
+    plot = gr.Plot(first_plot, label="attention", show_label=False, elem_id="pcd-plot")
     with gr.Row():
         keep = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Keep top share of attention mass",
                          elem_id="pcd-keep")

@@ -82,6 +82,11 @@ def _wait_status(page, text: str):
     page.wait_for_timeout(500)  # let plotly finish drawing before reading or screenshotting
 
 
+def _choose_head(page, name: str):
+    """One click on the head's radio button ("2", "max": app_layout.head_choices)."""
+    page.locator("#pcd-head").get_by_role("radio", name=name, exact=True).click()
+
+
 def _click_a_point(page) -> bool:
     """Hover the plot until a point is under the mouse, then click it (plotly 3D picks on hover)."""
     box = page.locator(PLOT).bounding_box()
@@ -112,8 +117,7 @@ def test_upload_change_head_click_and_compare(page):
     page.screenshot(path=str(ARTIFACTS / "02_uploaded_car6.png"))
 
     # change the head
-    page.locator("#pcd-head input").click()
-    page.get_by_role("option", name="head 2", exact=True).click()
+    _choose_head(page, "2")
     _wait_status(page, "head 2")
     head2 = np.array(page.evaluate(COLOURS))
     assert len(head2) == len(uploaded) and not np.allclose(head2, uploaded), "colours did not change with the head"
@@ -156,8 +160,7 @@ def test_upload_change_head_click_and_compare(page):
     page.screenshot(path=str(ARTIFACTS / "05_compare_rotated.png"))
 
     # a new figure from the server keeps the camera (gr.Plot would reset it otherwise)
-    page.locator("#pcd-head input").click()
-    page.get_by_role("option", name="max of heads", exact=True).click()
+    _choose_head(page, "max")
     _wait_status(page, "max of heads")
     eyes = page.evaluate(CAMERAS)
     assert all(e == pytest.approx(moved, abs=1e-3) for e in eyes), f"camera reset on update: {eyes} vs {moved}"
@@ -221,8 +224,7 @@ def test_one_request_per_head_change_and_the_compare_list(fresh):
     visible = [labels.nth(i).inner_text().strip() for i in range(labels.count()) if labels.nth(i).is_visible()]
     assert shown not in visible and visible, f"the compare list offers the checkpoint shown ({shown}): {visible}"
     n = len(page.joins)
-    page.locator("#pcd-head input").click()
-    page.get_by_role("option", name="head 3", exact=True).click()
+    _choose_head(page, "3")
     _wait_status(page, "head 3")
     _settle(page)
     sent = page.joins[n:]   # one request, or none where the page recolours by itself: never the same one twice
@@ -272,8 +274,7 @@ def test_a_head_change_asks_nothing_and_shows_what_view_returns(fresh, app_url):
     page.evaluate("() => { document.querySelector('#pcd-plot canvas').__pcdMark = true; }")
     sent = []
     page.on("request", lambda r: sent.append(r.url))
-    page.locator("#pcd-head input").click()
-    page.get_by_role("option", name="head 4", exact=True).click()
+    _choose_head(page, "4")
     _wait_status(page, "head 4")
     assert sent == [], f"a head change asked the server: {sent}"
     shown = page.evaluate(SHOWN)

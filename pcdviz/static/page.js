@@ -373,9 +373,10 @@
             hookTrace(tr);
             // plotly renders its scenes at twice the screen's pixels (plotGlPixelRatio 2), antialiased as well:
             // four times the pixels to fill and to composite on a plain screen; the page render draws at the
-            // screen's own pixel ratio (the canvas is resized on the next frame)
+            // screen's own pixel ratio (the canvas is resized on the next frame; the first figure comes at 1,
+            // pagedata.first_plot, so only a screen with more pixels resizes it)
             const dpr = Math.max(window.devicePixelRatio || 1, 1);
-            if (FAST.pixelRatio && sc.glplot.pixelRatio > dpr) sc.glplot.pixelRatio = dpr;
+            if (FAST.pixelRatio && sc.glplot.pixelRatio !== dpr) sc.glplot.pixelRatio = dpr;
             sc.glplot.redraw();
           }
         }
