@@ -275,9 +275,10 @@ def wire_events(ui, h: Handlers, wire, render: str) -> None:
     fast = dict(trigger_mode="always_last", show_progress="minimal")
     # Sliders redraw on `input`: Gradio's slider sends it for a drag, the arrow keys and typing in its number
     # box (Enter included); `release` comes only from the pointer, so typed layers never redrew. A drag's
-    # stream of inputs is cut to the last one by trigger_mode="always_last". Dropdowns redraw on `select`:
-    # Gradio's (6.31) single-choice dropdown sends `input` twice per choice (on the choice and on the blur
-    # that follows), which asked the server for every head change twice.
+    # stream of inputs is cut to the last one by trigger_mode="always_last". The colour scale's dropdown and the
+    # head's radio redraw on `select`: Gradio's (6.31) single-choice dropdown sends `input` twice per choice (on
+    # the choice and on the blur that follows), which asked the server twice for every head change when the
+    # head was a dropdown.
     local = [ui.layer.input, ui.head.select, ui.query.submit, ui.query.input, ui.keep.input, ui.point_size.input,
              ui.colorscale.select, ui.color_range.input, ui.units.input]
     server = [ui.crop_ratio.input, ui.show_centers.input, ui.compare.input]
