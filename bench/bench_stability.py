@@ -12,8 +12,12 @@ mean of heads, one value per point (Explorer.view's display values), compared in
 - jitter rho: Spearman rank correlation over the points between the map of the file and the map after every
   point moved by 0.5% of the object's size (bounding-box diagonal) in a random direction; mean over
   --jitters draws (1 = the same ranking).
+- jitter colour change: mean and largest |map after - map before| over the points, as a share of the map's
+  range (max - min), mean over the draws: how far a colour moves on the colour bar (0 = the same picture).
+  Where most points share nearly one value, a rank correlation counts reorderings no colour shows.
 Variants: "index0" is the old rule (FPS from the file's first point, for the input and the centres);
-"geometric" starts at the point farthest from the centroid; "xK" averages the per-point maps of K patchings.
+"geometric" starts at the point farthest from the centroid; "xK" averages the per-point maps of K patchings,
+each projected to the points by the smooth rule when K > 1 (pcdviz/attention.py's docstring).
 Latency: server time (Explorer.view + the figure's JSON) at 2,048 points (new synthetic chairs) and for a
 1M-point upload shown as 100,000 points, medians of one run.
 """
@@ -107,8 +111,11 @@ def stability(ex: Explorer, ckpt: str, path: Path, tmp: Path, perms: int, jitter
             maps.append(back)
         pairs = [top_overlap(maps[i], maps[j]) for i in range(len(maps)) for j in range(i + 1, len(maps))]
         base = point_map(ex, ckpt, tmp / f"{path.stem}_orig.npy", s)
-        rhos = [spearman(base, point_map(ex, ckpt, f, s)) for f in jitter_files]
-        out[name] = (statistics.mean(pairs), min(pairs), statistics.mean(rhos))
+        after = [point_map(ex, ckpt, f, s) for f in jitter_files]
+        rhos = [spearman(base, a) for a in after]
+        moved = [np.abs(a - base) / max(float(np.ptp(base)), 1e-12) for a in after]
+        out[name] = (statistics.mean(pairs), min(pairs), statistics.mean(rhos),
+                     statistics.mean(float(m.mean()) for m in moved), statistics.mean(float(m.max()) for m in moved))
     ex.clouds.clear()
     ex.maps_cache.clear()
     ex.more_patchings.clear()
@@ -185,6 +192,10 @@ def main(argv: list[str] | None = None) -> int:
     print("\njitter rho: Spearman rank correlation of the map before / after a 0.5% jitter, mean over draws\n")
     bu.print_table(["file", "points"] + names,
                    [[f.name, f"{r['n']:,}"] + [f"{r[n][2]:.3f}" for n in names] for f, r in results])
+    print("\njitter colour change: mean (largest) |after - before| over the points / the map's range, mean over "
+          "draws\n")
+    bu.print_table(["file", "points"] + names,
+                   [[f.name, f"{r['n']:,}"] + [f"{r[n][3]:.3f} ({r[n][4]:.3f})" for n in names] for f, r in results])
     print("\nover all files: worst order overlap (min over pairs and files), mean and worst jitter rho\n")
     bu.print_table(["variant", "worst order overlap", "mean jitter rho", "worst jitter rho"],
                    [[n, f"{min(r[n][1] for _, r in results):.3f}",

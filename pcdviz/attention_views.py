@@ -180,19 +180,20 @@ def _panel(ex: Explorer, mvs: list[MapsView], s: ViewSettings, query_xyz=None, t
 
     mv0 = mvs[0]
     pv, title, extra = patch_values(ex, mv0, s, query_xyz)
-    values = mv0.to_display(pv)
-    if len(mvs) > 1 and s.mode != "crop":
+    if len(mvs) > 1 and s.mode != "crop":   # averaged: each patching projected by the smooth rule
         # the same query in every patching: the patch nearest patching 0's query centre
         q_xyz = np.asarray(mv0.maps.centers[extra["query"]]) if "query" in extra else None
-        acc = values.astype(np.float64)
+        acc = mv0.to_display(pv, rule="smooth").astype(np.float64)
         for mv in mvs[1:]:
             pv_k, _, extra_k = patch_values(ex, mv, s, q_xyz)
-            acc += mv.to_display(pv_k)
+            acc += mv.to_display(pv_k, rule="smooth")
             extra["deviation"] = max(extra["deviation"], extra_k["deviation"])
         values = (acc / len(mvs)).astype(np.float32)
         title += f" · mean of {len(mvs)} patchings"
-    elif len(mvs) > 1:   # a crop is cut around one patch of one patching: not averaged
-        title += " · first patching only"
+    else:
+        values = mv0.to_display(pv)
+        if len(mvs) > 1:   # a crop is cut around one patch of one patching: not averaged
+            title += " · first patching only"
     extra["near_uniform"] = s.mode != "crop" and extra["deviation"] <= NEAR_UNIFORM_TOL
     if extra["near_uniform"]:
         title += f" · near uniform (±{extra['deviation']:.0%})"

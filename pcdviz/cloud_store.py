@@ -406,7 +406,8 @@ def cloud_info_markdown(cloud: LoadedCloud, n_in: int | None, s: ViewSettings) -
         how = "farthest point sampling" if len(cloud.points) >= n_in else "padded by repeating points"
         lines.append(f"model input: {len(cloud.points):,} → {n_in:,} points ({how})")
         lines.append(f"sampling start (input and patch centres): {s.fps_start}, {FPS_STARTS[s.fps_start]}"
-                     + (f"; maps averaged over {s.patchings} patchings" if s.patchings > 1 else ""))
+                     + (f"; maps averaged over {s.patchings} patchings, each smoothed over its nearest patch centres"
+                        if s.patchings > 1 else ""))
     axis, reason = resolve_up(cloud.fmt, s.up)
     lines.append(f"up axis: {axis}" + (f" (auto: {reason})" if s.up == "auto" else " (chosen)"))
     n_samples = cloud.extra.get("n_samples")

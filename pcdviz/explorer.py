@@ -78,9 +78,11 @@ class MapsView:
         """Patches G."""
         return int(self.maps.centers.shape[0])
 
-    def to_display(self, patch_values: np.ndarray) -> np.ndarray:
-        """Patch values (G,) -> one float32 value per display point (via the model-input points)."""
-        per_input = np.asarray(self.maps.to_points(np.asarray(patch_values, dtype=np.float32)), dtype=np.float32)
+    def to_display(self, patch_values: np.ndarray, rule: str = "groups") -> np.ndarray:
+        """Patch values (G,) -> one float32 value per display point (via the model-input points), by the
+        projection rule `rule` (attention.py's docstring: "groups", or "smooth" for averaged maps)."""
+        per_input = np.asarray(self.maps.to_points(np.asarray(patch_values, dtype=np.float32), rule=rule),
+                               dtype=np.float32)
         return per_input[self.nearest]
 
     def patch_mask(self, patch: int) -> np.ndarray:

@@ -3,15 +3,16 @@
 For one cloud and the checkpoints shown, `page_bundle` packs, per checkpoint and per patching, the per-head
 global maps of every layer (CLS -> patches, or the mean attention received without a CLS token), the rollout
 of each head fusion, the patch -> patch maps when the view is a query view and they fit (QUERY_FLOATS_MAX),
-and the projection of the displayed points onto the patches (attention.to_points' sparse rule and each
-display point's nearest model-input point). pcdviz/static/recolor.js turns that and the view settings into
-the values, colour range, titles and status line that Explorer.view gives for the same settings; layer,
-head, fusion, mass threshold, colour scale and range, units and query changes then recolour the plot in the
-page with no request. tests/test_page_colours.py runs that script (node) against Explorer.view, and
-tests/test_browser.py the page against the /view endpoint, so the two cannot drift apart silently.
+and the projection of the displayed points onto the patches (attention.to_points' sparse rule: "groups"
+for one patching, "smooth" for several; and each display point's nearest model-input point).
+pcdviz/static/recolor.js turns that and the view settings into the values, colour range, titles and status
+line that Explorer.view gives for the same settings; layer, head, fusion, mass threshold, colour scale and
+range, units and query changes then recolour the plot in the page with no request.
+tests/test_page_colours.py runs that script (node) against Explorer.view, and tests/test_browser.py the page
+against the /view endpoint, so the two cannot drift apart silently.
 
 Arrays travel as {"dtype": "f4" | "u1" | "u2" | "i4", "b64": little-endian bytes}; the JSON of a 2,048-point
-view with 16 patchings is about 0.3 MB.
+view with 16 patchings is about 0.6 MB (0.35 MB of it the smooth rule's weights).
 """
 from __future__ import annotations
 
@@ -81,9 +82,13 @@ def _source(ex, name: str, mvs: list, main_mv, sub, with_rows: bool) -> dict:
         qmap = q0 if mv is mv0 else np.array([mv.nearest_patch(np.asarray(mv0.maps.centers[q], np.float64)) for q in q0])
         k = {"N": len(m.points), "glob": _arr(np.ascontiguousarray(glob), "f4"),
              "roll": _arr(np.stack([m.rollout(f) for f in FUSION_ORDER]), "f4"),
-             "near": _index(near), "pp": _index(cache["proj_point"]), "pg": _index(cache["proj_patch"]),
-             "pc": _index(np.where(cache["proj_weight"] == 1.0, 1, np.rint(1.0 / cache["proj_weight"]))),
-             "qmap": _index(qmap)}
+             "near": _index(near), "qmap": _index(qmap)}
+        if len(mvs) > 1:   # averaged: the smooth rule, `per` entries for each input point in turn
+            _, patch, weight = m.smooth_incidence()
+            k.update(per=len(patch) // len(m.points), pg=_index(patch), pw=_arr(weight, "f4"))
+        else:              # the groups rule: weight 1 / count
+            k.update(pp=_index(cache["proj_point"]), pg=_index(cache["proj_patch"]),
+                     pc=_index(np.where(cache["proj_weight"] == 1.0, 1, np.rint(1.0 / cache["proj_weight"]))))
         if with_rows:
             k["att"] = _arr(a, "f4")
         out["k"].append(k)

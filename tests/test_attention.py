@@ -198,6 +198,38 @@ def test_projection_of_random_maps_is_a_weighted_mean():
     np.testing.assert_allclose(m.to_points(np.ones(64)), 1.0)          # weights sum to one per point
 
 
+
+def test_smooth_rule_by_hand_on_the_line():
+    m = line_maps()
+    # sigma = mean distance of the group entries from their centre = 0.5; both centres are among each point's
+    # nearest; weight of a centre ~ exp(-(d2 - d2_min) / (2 sigma^2)) = exp(-2 (d2 - d2_min))
+    e = np.exp
+    want = [(10 + 20 * e(-4)) / (1 + e(-4)), 15, (20 + 10 * e(-4)) / (1 + e(-4)), (20 + 10 * e(-8)) / (1 + e(-8)),
+            (10 + 20 * e(-24)) / (1 + e(-24))]
+    np.testing.assert_allclose(m.to_points(np.array([10.0, 20.0]), rule="smooth"), want, rtol=1e-6)
+    with pytest.raises(ValueError, match="rule"):
+        m.to_points(np.array([10.0, 20.0]), rule="nearest")
+
+
+def test_smooth_rule_is_a_weighted_mean_that_a_small_move_barely_changes():
+    from pcdviz.attention import SMOOTH_CENTRES
+
+    m = random_maps()
+    point, patch, weight = m.smooth_incidence()
+    assert len(point) == len(patch) == len(weight) == SMOOTH_CENTRES * len(m.points)
+    np.testing.assert_allclose(np.bincount(point, weights=weight), 1.0, atol=1e-6)   # weights sum to one
+    np.testing.assert_array_equal(weight, weight.astype(np.float32))                  # float32 values, for the page
+    np.testing.assert_allclose(m.to_points(np.ones(64), rule="smooth"), 1.0, atol=1e-6)
+    v = m.cls_to_patches(-1, 0).astype(np.float64)
+    smooth = m.to_points(v, rule="smooth")
+    assert v.min() - 1e-7 <= smooth.min() and smooth.max() <= v.max() + 1e-7
+    # the same patches on points moved by a tiny step: the groups rule keeps each point's groups, the smooth
+    # rule moves each value a little, also where a point's nearest centres change (the weights reach 0 there)
+    moved = make_maps(m.attentions, m.centers, m.group_idx,
+                      m.points + np.random.default_rng(1).normal(scale=1e-3, size=m.points.shape))
+    assert np.abs(moved.to_points(v, rule="smooth") - smooth).max() < 0.02 * np.ptp(v)   # 0.0065; groups: 0.10
+
+
 # ---- part alignment ---------------------------------------------------------------------------------
 
 def part_maps(cls_rows):

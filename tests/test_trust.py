@@ -153,7 +153,8 @@ def test_averaging_patchings_steadies_the_map_under_jitter(client, samples_dir, 
         cid, info, plot, status = _upload(client, tmp_path / "car_jit.npy", patchings=k)
         rho[k] = spearmanr(a, _colours(plot)).statistic
         if k > 1:
-            assert f"mean of {k} patchings" in status and f"maps averaged over {k} patchings" in info
+            assert f"mean of {k} patchings" in status
+            assert f"maps averaged over {k} patchings, each smoothed over its nearest patch centres" in info
     assert rho[16] > rho[1] + 0.1 and rho[16] >= 0.9, rho
 
 

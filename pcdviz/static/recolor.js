@@ -85,9 +85,14 @@
   }
 
   function toDisplay(k, vals) {  // MapsView.to_display: attention.to_points' sparse rule, then nearest input point
-    const onInput = new Float64Array(k.N);
-    const pp = k.pp, pg = k.pg, pc = k.pc;
-    for (let e = 0; e < pp.length; e++) onInput[pp[e]] += vals[pg[e]] * (1 / pc[e]);
+    const onInput = new Float64Array(k.N), pg = k.pg;
+    if (k.pw) {   // the smooth rule (averaged maps): k.per entries per input point, in order
+      const pw = k.pw, per = k.per;
+      for (let e = 0; e < pg.length; e++) onInput[(e / per) | 0] += vals[pg[e]] * pw[e];
+    } else {      // the groups rule: weight 1 / count
+      const pp = k.pp, pc = k.pc;
+      for (let e = 0; e < pp.length; e++) onInput[pp[e]] += vals[pg[e]] * (1 / pc[e]);
+    }
     const near = k.near, out = new Float32Array(near.length);
     for (let m = 0; m < near.length; m++) out[m] = onInput[near[m]];   // float32 as astype(np.float32)
     return out;
