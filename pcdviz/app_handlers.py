@@ -28,7 +28,7 @@ from pcdviz.explorer import (
     LoadedCloud,
     View,
     ViewSettings,
-    _as_int,
+    as_int,
 )
 
 log = logging.getLogger("pcdviz.app")
@@ -165,7 +165,7 @@ class Handlers:
         """Switch checkpoint: its card, its layers and heads, the cloud info, and the redrawn view."""
         n_layers, n_heads, n_patches = self.ex.checkpoint_shape(checkpoint)
         head = inputs.head if _is_head(inputs.head, n_heads) else "mean"
-        query = min(max(_as_int(inputs.query, "query patch", 0), 0), n_patches - 1)
+        query = min(max(as_int(inputs.query, "query patch", 0), 0), n_patches - 1)
         s = self.query_start(checkpoint, cloud_id, inputs.parse(layer=n_layers - 1, head=head, query=query))
         v, msg = self.draw(cloud_id, checkpoint, compare, s)
         same, shown = shape == (n_layers, n_heads), _layer_shown(v)   # same shape: no property update (app.py)
@@ -226,7 +226,7 @@ class Handlers:
         except ValueError:
             info = {}
         name = str(info.get("name") or "the file")[:120]
-        limit = _as_int(info.get("limit_mb"), "upload limit", 0) if str(info.get("limit_mb", "")).isdigit() else 0
+        limit = as_int(info.get("limit_mb"), "upload limit", 0) if str(info.get("limit_mb", "")).isdigit() else 0
         why = {"type": f"its type is not one the app reads ({' '.join(self.extensions)})",
                "size": "it is larger than the upload limit" + (f" of {limit} MB" if limit else "")
                }.get(info.get("why"), "the page refused it")

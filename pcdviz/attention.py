@@ -20,7 +20,7 @@ nearest patch centres, sigma = the mean distance of a group's points from its ce
 of the next-nearest centre, so values move continuously with the points; rule 3 stays). Rules
 1-2 paint each patch's exact group, with an edge that a small jitter moves across points; averaging
 patchings blurs those edges anyway, and the kernel does it without the sampling noise (on sofia.stl, rank
-correlation under a 0.5% jitter 0.86 -> 0.94 with 16 patchings: BENCHMARKS.md, "Stable maps").
+correlation under a 0.5% jitter 0.856 -> 0.930 with 16 patchings: BENCHMARKS.md, "Stable maps").
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ import numpy as np
 
 HEAD_FUSIONS = ("mean", "max", "min")
 _DISPLAY_CACHE_SIZE = 4   # display clouds whose nearest-input index is kept (current cloud, comparison, ...)
-SMOOTH_CENTRES = 4        # the smooth rule's nearest centres (all G changed no file's jitter correlation by > 0.04)
+SMOOTH_CENTRES = 4        # the smooth rule's nearest centres (few: the page gets the weights; all G did no better)
 PROJECTION_RULES = ("groups", "smooth")
 
 

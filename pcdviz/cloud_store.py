@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from pcdviz.lru import LRUCache
-from pcdviz.view_settings import FPS_STARTS, ExplorerError, ViewSettings, _as_int
+from pcdviz.view_settings import FPS_STARTS, ExplorerError, ViewSettings, as_int
 
 log = logging.getLogger("pcdviz.explorer")
 
@@ -252,10 +252,10 @@ class CloudStore:
         cats = self.categories()
         if category not in cats:
             raise ExplorerError(f"Unknown shape category {category!r}; choose one of: {', '.join(cats)}.")
-        seed = _as_int(seed, "seed", 0)
+        seed = as_int(seed, "seed", 0)
         if not 0 <= seed < 2**31:
             raise ExplorerError("The seed must be between 0 and 2147483647.")
-        n = _as_int(n_points, "number of points", 2048)
+        n = as_int(n_points, "number of points", 2048)
         if not SHAPE_POINTS[0] <= n <= SHAPE_POINTS[1]:
             raise ExplorerError(f"A generated shape can have {SHAPE_POINTS[0]:,} to {SHAPE_POINTS[1]:,} points, not {n:,}.")
         cloud_id = self.shape_id(category, seed, n)
@@ -313,7 +313,7 @@ class CloudStore:
             raise ExplorerError(f"{path.name} is empty.")
         if size > MAX_UPLOAD_BYTES:
             raise ExplorerError(f"{path.name} is {size / 1024**2:.0f} MB; the limit is {MAX_UPLOAD_BYTES // 1024**2} MB.")
-        h5_index = _as_int(h5_index, "HDF5 index", 0)
+        h5_index = as_int(h5_index, "HDF5 index", 0)
         keys = self.upload_keys(path)
         if not keys or h5_key not in keys:
             h5_key = None  # pcdviz.io picks the likely point dataset (points, xyz, data, ...)

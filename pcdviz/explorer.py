@@ -41,7 +41,7 @@ from pcdviz.feature_views import FEATURE_MODES, feature_view
 from pcdviz.lru import LRUCache
 from pcdviz.view_settings import (  # noqa: F401
     COLOR_RANGES, COLORSCALES, DEFAULT_PATCHINGS, FPS_STARTS, FUSIONS, MODES, PATCHINGS_MAX, UNITS, UP_AXES,
-    ExplorerError, ViewSettings, _as_int, parse_camera)
+    ExplorerError, ViewSettings, as_int, parse_camera)
 
 log = logging.getLogger("pcdviz.explorer")
 

@@ -86,8 +86,8 @@ class ViewSettings:
         units = _choice(units, "uniform", UNITS, "unit")
         up = _choice(up, "auto", UP_AXES, "up axis")
         fps_start = _choice(fps_start, "geometric", FPS_STARTS, "sampling start")
-        patchings = int(_clip(_as_int(patchings, "number of patchings", DEFAULT_PATCHINGS), 1, PATCHINGS_MAX))
-        return cls(mode=mode, layer=_as_int(layer, "layer", -1), head=head, query=max(0, _as_int(query, "query patch", 0)),
+        patchings = int(_clip(as_int(patchings, "number of patchings", DEFAULT_PATCHINGS), 1, PATCHINGS_MAX))
+        return cls(mode=mode, layer=as_int(layer, "layer", -1), head=head, query=max(0, as_int(query, "query patch", 0)),
                    keep=_clip(_as_float(keep, "mass kept", 1.0), 0.01, 1.0),
                    crop_ratio=_clip(_as_float(crop_ratio, "crop size", 0.3), 0.05, 0.95),
                    point_size=_clip(_as_float(point_size, "point size", 0.0), 0.0, 20.0),
@@ -112,7 +112,7 @@ def _choice(value, default: str, allowed, name: str) -> str:
     return value
 
 
-def _as_int(value, name: str, default: int) -> int:
+def as_int(value, name: str, default: int) -> int:
     return int(round(_as_float(value, name, default, "a whole number")))
 
 
