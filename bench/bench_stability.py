@@ -132,18 +132,24 @@ def stability(ex: Explorer, ckpt: str, path: Path, tmp: Path, perms: int, jitter
 
 def latency_rows(ex: Explorer, ckpt: str, shown: str, variants, new_clouds, heads: int) -> list[list]:
     """Per variant: medians of the first view of each new cloud (K forward passes) and of `heads` head changes
-    after it, server ms; ratio = head change / the first variant's. new_clouds(start, k) yields the clouds."""
+    after it, server ms; ratio = head change / the first variant's; the page's JSON for the last view (the
+    figure and the maps it recolours from, pagedata.page_payload). new_clouds(start, k) yields the clouds."""
+    from pcdviz.pagedata import page_payload
+
     rows, base = [], None
     for name, start, k in variants:
         first, change = [], []
         for cloud in new_clouds(start, k):
             for i, head in enumerate(["mean", *map(str, range(heads))]):   # "mean": the default, the first view
                 t0 = time.perf_counter()
-                ex.view(ckpt, cloud.cloud_id, ViewSettings(fps_start=start, patchings=k, head=head)).figure.to_json()
+                view = ex.view(ckpt, cloud.cloud_id, ViewSettings(fps_start=start, patchings=k, head=head))
+                view.figure.to_json()
                 (change if i else first).append((time.perf_counter() - t0) * 1000)
         med_change = statistics.median(change)
         base = base or med_change
-        rows.append([name, shown, f"{statistics.median(first):.1f}", f"{med_change:.1f}", f"{med_change / base:.2f}"])
+        page_mb = len(page_payload(ex, view, ckpt)) / 1e6
+        rows.append([name, shown, f"{statistics.median(first):.1f}", f"{med_change:.1f}", f"{med_change / base:.2f}",
+                     f"{page_mb:.2f}"])
     return rows
 
 
@@ -212,8 +218,9 @@ def main(argv: list[str] | None = None) -> int:
                      f"{statistics.mean(r[n][2] for _, r in results):.3f}",
                      f"{min(r[n][2] for _, r in results):.3f}"] for n in names])
     print("\nserver ms (Explorer.view + figure JSON), medians: first view of a new cloud (the model runs once per "
-          "patching), head change; ratio = head change / index0 x1's at the same size\n")
-    bu.print_table(["variant", "points shown", "first view ms", "head change ms", "ratio"],
+          "patching), head change; ratio = head change / index0 x1's at the same size; page JSON: what the page gets "
+          "for the view (figure and maps)\n")
+    bu.print_table(["variant", "points shown", "first view ms", "head change ms", "ratio", "page JSON MB"],
                    latency(ex, args.checkpoint, args.repeats))
     return 0
 

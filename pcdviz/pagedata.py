@@ -12,7 +12,8 @@ tests/test_page_colours.py runs that script (node) against Explorer.view, and te
 against the /view endpoint, so the two cannot drift apart silently.
 
 Arrays travel as {"dtype": "f4" | "u1" | "u2" | "i4", "b64": little-endian bytes}; the JSON of a 2,048-point
-view with 16 patchings is about 0.6 MB (0.35 MB of it the smooth rule's weights).
+view with 16 patchings is about 0.65 MB with its figure, 0.33 MB of it (before base64) the smooth rule's
+weights (bench/bench_stability.py prints it).
 """
 from __future__ import annotations
 
