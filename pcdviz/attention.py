@@ -161,7 +161,7 @@ class AttentionMaps:
             c = np.asarray(self.centers, dtype=np.float64)
             sigma = max(float(np.linalg.norm(pts[self.group_idx] - c[:, None], axis=-1).mean()), 1e-12)
             k = min(SMOOTH_CENTRES, self.n_patches)
-            d2_all = np.maximum((pts * pts).sum(1, keepdims=True) - 2.0 * pts @ c.T + (c * c).sum(1), 0.0)  # (N, G)
+            d2_all = np.maximum(self._squared_distances_to_centers(pts), 0.0)   # (N, G)
             order = np.argsort(d2_all, axis=1, kind="stable")[:, :k + 1]   # nearest centres, one more than kept
             kern = np.exp(-(np.take_along_axis(d2_all, order, 1) - d2_all.min(1, keepdims=True)) / (2 * sigma * sigma))
             # minus the first left-out centre's kernel: a centre's weight is 0 when it enters or leaves the k
@@ -175,14 +175,17 @@ class AttentionMaps:
                 self._cache["smooth"] = hit
         return hit
 
+    def _squared_distances_to_centers(self, xyz: np.ndarray) -> np.ndarray:
+        """(M, G) squared distances (float64, by the dot-product expansion) of rows of xyz to the patch centres."""
+        q = np.asarray(xyz, dtype=np.float64)
+        c = self.centers.astype(np.float64)
+        return (q * q).sum(1, keepdims=True) - 2.0 * q @ c.T + (c * c).sum(1)
+
     def _nearest_center(self, xyz: np.ndarray) -> np.ndarray:
         """Index of the nearest patch centre for each row of xyz (M, 3); brute force (G is small)."""
-        c = self.centers.astype(np.float64)
         out = np.empty(len(xyz), dtype=np.int64)
         for s in range(0, len(xyz), 65536):  # chunks keep the (chunk, G) distance matrix small
-            q = np.asarray(xyz[s:s + 65536], dtype=np.float64)
-            d = (q * q).sum(1, keepdims=True) - 2.0 * q @ c.T + (c * c).sum(1)
-            out[s:s + 65536] = d.argmin(1)
+            out[s:s + 65536] = self._squared_distances_to_centers(xyz[s:s + 65536]).argmin(1)
         return out
 
     # ---- sizes --------------------------------------------------------------------------------------
