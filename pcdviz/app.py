@@ -123,7 +123,8 @@ APP_JS = r"""
       for (const s of others(src)) upd[s + '.camera'] = cam;
       if (Object.keys(upd).length) {
         h.echo = upd;
-        Promise.resolve(window.Plotly.relayout(gd, upd)).finally(() => { h.echo = null; });
+        const plotly = (window.pcdviz && window.pcdviz.Plotly) || window.Plotly;   // the one that drew gd
+        Promise.resolve(plotly.relayout(gd, upd)).finally(() => { h.echo = null; });
       }
       setBox('pcd-camera', JSON.stringify(cam));
     };
@@ -193,6 +194,8 @@ MAX_SESSIONS = 256
 # mounts from scratch (the path before issue 16, kept for bench/bench_page.py's comparison).
 RENDERS = ("page", "server")
 STATIC = Path(__file__).resolve().parent / "static"
+# The page render's plotly: the gl3d-only bundle (static/vendor/README.md), a third of gr.Plot's full plotly.js
+PLOTLY_BUNDLE = STATIC / "vendor" / "plotly-gl3d-3.3.1.min.js"
 # The page's settings for a local recolour, in the order the js handlers receive them.
 LOCAL_KEYS = ("mode", "layer", "head", "query", "keep", "point_size", "colorscale", "color_range", "units")
 
@@ -213,7 +216,6 @@ def build_app(explorer: Explorer | None = None, checkpoints_dir: str | Path = "c
         raise ValueError(f"render must be one of {', '.join(RENDERS)}, not {render!r}")
     ex = explorer or Explorer(checkpoints_dir)
     first = first_view(ex)
-    first_plot = pagedata.first_plot(first.view.figure) if render == "page" else first.view.figure
     exts = sorted({e.lower() for e in io.SUPPORTED_EXTENSIONS})
     with gr.Blocks(title="pcdviz: attention explorer", analytics_enabled=False, delete_cache=delete_cache,
                    fill_width=True) as demo:
@@ -222,11 +224,13 @@ def build_app(explorer: Explorer | None = None, checkpoints_dir: str | Path = "c
             with gr.Column(scale=1, min_width=300):
                 sidebar = build_sidebar(ex, first, exts)
             with gr.Column(scale=3):
-                viewer = build_viewer(first, first_plot)
-        page_json = pagedata.page_payload(ex, first.view, first.checkpoint, [], figure=False) if render == "page" else ""
+                viewer = build_viewer(first, render)
+        # page render: the first figure and its maps travel in the page's JSON; page.js draws them
+        page_json = pagedata.page_payload(ex, first.view, first.checkpoint, []) if render == "page" else ""
         ui = SimpleNamespace(**sidebar, **viewer, **build_hidden(first, page_json))
         wire_events(ui, Handlers(ex, exts), make_wire(ex, ui, render), render)
     sweep_uploads(demo, *delete_cache)
+    demo.pcdviz_render = render   # launch() gives the page render its plotly
     return demo
 
 
@@ -406,21 +410,16 @@ def launch(demo, host: str = "127.0.0.1", port: int | None = None, *, concurrenc
     rules = json.dumps({"exts": sorted({e.lower() for e in io.SUPPORTED_EXTENSIONS}), "max": int(max_file_size)})
     # the page's recolouring (issue 16): inline, so it is there before the first event
     head = "".join(f"<script>\n{(STATIC / name).read_text()}\n</script>" for name in ("recolor.js", "page.js"))
-    head += _preload_plotly()
-    return demo.launch(server_name=host, server_port=port, max_file_size=max_file_size,
+    allowed = []
+    if getattr(demo, "pcdviz_render", "page") == "page":
+        # async: fetched, compiled and run while Gradio starts, not after it (page.js draws once both are there)
+        head += (f'<script async src="./gradio_api/file={PLOTLY_BUNDLE}" '
+                 f'onload="window.pcdviz.plotlyLoaded(window.Plotly)"></script>')
+        allowed.append(str(PLOTLY_BUNDLE))
+    return demo.launch(server_name=host, server_port=port, max_file_size=max_file_size, allowed_paths=allowed,
                        js=APP_JS.replace("__PCD_UPLOAD_RULES__", rules), css=CSS, head=head,
                        prevent_thread_lock=prevent_thread_lock, quiet=quiet, show_error=False, share=False,
                        footer_links=["api"], ssr_mode=False, state_session_capacity=max_sessions)
-
-
-def _preload_plotly() -> str:
-    """Links that let the browser fetch and compile Gradio's plotly chunk (4.6 MB in 6.31) while the app starts,
-    instead of after the plot component mounts and asks for it (page open -> first plot; bench/bench_page.py)."""
-    import gradio
-
-    assets = Path(gradio.__file__).parent / "templates" / "frontend" / "assets"
-    names = sorted(p.name for pattern in ("Plot-*.js", "PlotlyPlot-*.js") for p in assets.glob(pattern))
-    return "".join(f'<link rel="modulepreload" href="./assets/{n}">' for n in names)
 
 
 def default_torch_threads(concurrency: int) -> int:

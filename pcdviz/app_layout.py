@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import pcdviz.app  # noqa: F401  (sets Gradio's environment before Gradio is imported)
 import gradio as gr
 
+from pcdviz.attention_views import PLOT_HEIGHT
 from pcdviz.explorer import (
     COLOR_RANGES,
     COLORSCALES,
@@ -121,9 +122,11 @@ def build_sampling() -> dict:
 
 # --------------------------------------------------------------------------- the right column: the views
 
-def build_viewer(first: FirstView, first_plot) -> dict:
+def build_viewer(first: FirstView, render: str) -> dict:
     """Mode, layer, head and query above the plot and its status; threshold and crop below; then the accordions.
-    first_plot: the plot's first value (the first view's figure, as the render wants it drawn)."""
+    render (app.RENDERS): "server" shows the figures in gr.Plot; "page" gives the plot an empty box that
+    static/page.js draws into with the vendored gl3d plotly (the first figure arrives with the page's JSON), and
+    keeps a hidden gr.Plot as the named API endpoints' output, so gradio_client callers still get figures."""
     L = first.n_layers
     with gr.Row():
         mode = gr.Radio([(label, value) for value, label in MODES.items()], value="cls", label="View",
@@ -137,7 +140,12 @@ def build_viewer(first: FirstView, first_plot) -> dict:
         query = gr.Number(0, precision=0, minimum=0, label="Query patch", info="or click a point in the plot",
                           elem_id="pcd-query", scale=2)
     status = gr.Markdown(f"{first.view.caption}", label="status", elem_id="pcd-status")
-    plot = gr.Plot(first_plot, label="attention", show_label=False, elem_id="pcd-plot")
+    if render == "server":
+        plot = gr.Plot(first.view.figure, label="attention", show_label=False, elem_id="pcd-plot")
+    else:   # the page never mounts gr.Plot's plotly (4.6 MB to evaluate at every page open)
+        gr.HTML(f'<div class="pcd-gd" style="min-height:{PLOT_HEIGHT}px"></div>', elem_id="pcd-plot", js_on_load=None,
+                container=True)
+        plot = gr.Plot(label="attention", show_label=False, visible=False, elem_id="pcd-api-plot")
     with gr.Row():
         keep = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Keep top share of attention mass",
                          elem_id="pcd-keep")

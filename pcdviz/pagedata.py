@@ -138,20 +138,10 @@ def page_bundle(ex, view, checkpoint: str, compare=None) -> dict:
     return base
 
 
-def page_payload(ex, view, checkpoint: str, compare=None, figure: bool = True) -> str:
-    """The JSON the page applies after a server event: the figure (plotly JSON, replacing the plot's data in
-    place) and the bundle for local recolouring."""
+def page_payload(ex, view, checkpoint: str, compare=None) -> str:
+    """The JSON the page applies at its open and after each server event: the figure (plotly JSON, which
+    static/page.js draws, replacing the plot's data in place after the first) and the bundle for local
+    recolouring."""
     head = json.dumps({"bundle": page_bundle(ex, view, checkpoint, compare), "t": time.time()}, separators=(",", ":"))
-    if not figure:
-        return head
     return head[:-1] + ',"figure":' + view.figure.to_json() + "}"   # plotly's JSON as is (typed arrays stay base64)
 
-
-def first_plot(figure):
-    """The page render's first figure as gr.Plot's value, with a plotly config that gr.Plot passes on: scenes
-    drawn at one pixel per screen pixel instead of plotly's default two (plotGlPixelRatio), so the first draw
-    of a page open fills a quarter of the pixels in software WebGL; page.js raises it to the screen's own
-    pixel ratio where that is higher (static/page.js, hookPlot)."""
-    from gradio.components.plot import PlotData
-
-    return PlotData(type="plotly", plot=figure.to_json()[:-1] + ',"config":{"plotGlPixelRatio":1}}')

@@ -296,6 +296,38 @@ def test_a_head_change_asks_nothing_and_shows_what_view_returns(fresh, app_url):
     assert timing.sub("", _status(page)) == timing.sub("", status), (_status(page), status)
 
 
+def test_the_page_draws_with_its_own_small_plotly_and_keeps_it(browser, app_url):
+    """The page render draws the main plot with the vendored gl3d-only plotly (app.PLOTLY_BUNDLE) and never asks
+    for Gradio's full plotly at page open; when a panel's gr.Plot later loads that one (and with it a new
+    window.Plotly), a head change still recolours the main plot in the page, with no request."""
+    from pcdviz.app import PLOTLY_BUNDLE
+
+    page = browser.new_page(viewport={"width": 1440, "height": 960})
+    page.set_default_timeout(30_000)
+    urls = []
+    page.on("request", lambda r: urls.append(r.url))
+    try:
+        page.goto(app_url)
+        page.wait_for_selector(PLOT)
+        _settle(page, 500)
+        assert any(PLOTLY_BUNDLE.name in u for u in urls), urls
+        assert not [u for u in urls if "PlotlyPlot-" in u], "page open fetched gr.Plot's plotly"
+        assert page.evaluate("() => window.pcdviz.Plotly === window.Plotly && window.Plotly.version") == "3.3.1"
+        page.get_by_text("Head statistics").click()
+        page.get_by_role("button", name="Compute for the checkpoints shown").click()
+        page.wait_for_selector("#pcd-stats-plot .js-plotly-plot")
+        assert [u for u in urls if "PlotlyPlot-" in u], "the head statistics' gr.Plot did not load Gradio's plotly"
+        assert page.evaluate("() => window.pcdviz.Plotly !== window.Plotly"), "Gradio's plotly did not replace window.Plotly"
+        _settle(page, 500)
+        n, local = len(urls), page.evaluate("() => window.pcdviz.stats.local")
+        _choose_head(page, "2")
+        _wait_status(page, "head 2")
+        assert urls[n:] == [], f"a head change asked the server: {urls[n:]}"
+        assert page.evaluate("() => window.pcdviz.stats.local") == local + 1
+    finally:
+        page.close()
+
+
 def _decode_array(a) -> np.ndarray:
     """A plotly JSON array: a list, or a typed array {"dtype", "bdata"} (base64)."""
     if isinstance(a, dict) and "bdata" in a:

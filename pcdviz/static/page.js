@@ -1,4 +1,7 @@
-// pcdviz: the page side of instant browsing (issue 16). Layer, head, threshold, colour and query changes call
+// pcdviz: the page side of instant browsing (issue 16). The page render draws the main plot itself, with the
+// vendored gl3d-only plotly (static/vendor; app.launch loads it, async, and calls pcdviz.plotlyLoaded): the
+// first figure and its maps come in the page's JSON (#pcd-page-data), drawn as soon as plotly and the plot's
+// box (#pcd-plot .pcd-gd) are there. Layer, head, threshold, colour and query changes call
 // pcdviz.local(settings): recolor.js computes the view from the bundle the server sent with the last figure
 // and the existing plot is updated in place (Plotly.react on the same element: no new WebGL context, the
 // cameras stay). Server events (new cloud, checkpoint, mode, comparison, crop) send a new figure and bundle
@@ -8,12 +11,21 @@
 // buffer and a frame costs little in software WebGL; see "The points layer" below.
 (function () {
   'use strict';
-  const PLOT = '#pcd-plot .js-plotly-plot';
+  const PLOT = '#pcd-plot .js-plotly-plot', BOX = '#pcd-plot .pcd-gd';
   const pcd = window.pcdviz = window.pcdviz || {};
   const R = () => window.pcdvizRecolor;
   pcd.bundle = null;
   pcd.lastKey = null;
   pcd.stats = {local: 0, server: 0, applied: 0, lastMs: 0};
+  // The plotly that draws this plot, kept: Gradio's own (full) plotly, loaded when a panel's gr.Plot first shows
+  // a figure, replaces window.Plotly, and one plotly cannot update a plot another one drew.
+  pcd.Plotly = null;
+  const Plotly = () => pcd.Plotly || window.Plotly;
+  // as gr.Plot draws a figure (responsive, autosized), with the scenes at one pixel per screen pixel instead of
+  // plotly's default two: the first draw of a page open fills a quarter of the pixels in software WebGL, and
+  // hookPlot raises it to the screen's own pixel ratio where that is higher
+  const CONFIG = {responsive: true, plotGlPixelRatio: 1};
+  const fitted = layout => Object.assign({}, layout, {autosize: true, margin: Object.assign({}, layout.margin, {autoexpand: true})});
 
   const plotEl = () => document.querySelector(PLOT);
 
@@ -53,16 +65,22 @@
     try { payload = JSON.parse(text); } catch (e) { return; }
     pcd.bundle = payload.bundle ? R().prepare(payload.bundle) : null;
     pcd.lastKey = null;
-    const gd = plotEl();
-    if (applyFigure !== false && payload.figure && gd && window.Plotly) {
-      const fig = payload.figure, layout = withCameras(gd, fig.layout || {});
+    const P = Plotly(), fig = payload.figure;
+    if (applyFigure === false || !fig || !P) return;
+    let gd = plotEl();
+    if (!gd) {   // the page's first figure, into the empty box
+      gd = document.querySelector(BOX);
+      if (!gd) return;
+      P.newPlot(gd, fig.data, fitted(fig.layout || {}), CONFIG);
+    } else {
+      const layout = withCameras(gd, fitted(fig.layout || {}));
       // the same scenes: new data into the existing ones; other scenes (a comparison or the heads grid coming
       // or going): plotly (3.x) misplaces a kept scene's mouse area after react, so that plot is built anew
-      if (sceneKey(gd.layout || {}) === sceneKey(layout)) window.Plotly.react(gd, fig.data, layout);
-      else window.Plotly.newPlot(gd, fig.data, layout, Object.assign({}, gd._context || {}));
-      hookPlot(gd);   // new scenes' points objects (newPlot also drops the plot's event listeners)
-      pcd.stats.applied++;
+      if (sceneKey(gd.layout || {}) === sceneKey(layout)) P.react(gd, fig.data, layout);
+      else P.newPlot(gd, fig.data, layout, Object.assign({}, gd._context || CONFIG));
     }
+    hookPlot(gd);   // new scenes' points objects (newPlot also drops the plot's event listeners)
+    pcd.stats.applied++;
   };
 
   pcd.apply = function (text, a) {
@@ -134,7 +152,7 @@
     }
     hookPlot(gd);
     expectColours(gd, data);
-    return window.Plotly.react(gd, data, withCameras(gd, layout));
+    return Plotly().react(gd, data, withCameras(gd, layout));
   }
 
   // ---- The points layer (issue 16). Plotly's scatter3d draws each point as a font glyph of 6+ triangles,
@@ -373,8 +391,8 @@
             hookTrace(tr);
             // plotly renders its scenes at twice the screen's pixels (plotGlPixelRatio 2), antialiased as well:
             // four times the pixels to fill and to composite on a plain screen; the page render draws at the
-            // screen's own pixel ratio (the canvas is resized on the next frame; the first figure comes at 1,
-            // pagedata.first_plot, so only a screen with more pixels resizes it)
+            // screen's own pixel ratio (the canvas is resized on the next frame; the plot is made at 1, CONFIG,
+            // so only a screen with more pixels resizes it)
             const dpr = Math.max(window.devicePixelRatio || 1, 1);
             if (FAST.pixelRatio && sc.glplot.pixelRatio !== dpr) sc.glplot.pixelRatio = dpr;
             sc.glplot.redraw();
@@ -404,16 +422,18 @@
     }
   }
 
-  // hook the plot once it is there (Gradio mounts it) -- in the page render only (the bundle is in the page)
-  function watch() {
-    const el = document.querySelector('#pcd-page-data textarea, #pcd-page-data input');
-    if (el && !el.value) return;   // server render: plotly's own drawing, as before issue 16
-    const gd = plotEl();
-    if (gd && gd._fullLayout && scenesOf(gd).length) { hookPlot(gd); if (FAST.hooked || !FAST.enabled) return; }
-    setTimeout(watch, 200);
+  // The page's first plot (page render only: the server render has no box), drawn as soon as plotly has run
+  // and Gradio has mounted the box and the JSON's textbox, whichever comes last.
+  pcd.plotlyLoaded = function (P) {
+    pcd.Plotly = P;
+    firstPlot();
+  };
+  function firstPlot() {
+    if (!pcd.Plotly || plotEl()) return;
+    const box = document.querySelector(BOX), el = document.querySelector('#pcd-page-data textarea, #pcd-page-data input');
+    if (box && el && el.value) pcd.setData(el.value, true);
+    else setTimeout(firstPlot, 10);
   }
-  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', () => setTimeout(watch, 0));
-  else setTimeout(watch, 0);
 
   // A local change: recolour in the page, or ask the server (the hidden redraw button) when the bundle cannot.
   // Returns the status line (or the current one, unchanged, when nothing needs doing).
@@ -422,7 +442,7 @@
     const s = settingsOf(a), key = JSON.stringify(s), gd = plotEl();
     pcd.settings = s;
     if (key === pcd.lastKey) return status;
-    if (!gd || !window.Plotly || !R().canRecolor(pcd.bundle, s)) {
+    if (!gd || !Plotly() || !R().canRecolor(pcd.bundle, s)) {
       pcd.lastKey = key;
       pcd.stats.server++;
       const btn = document.querySelector('#pcd-redraw');
