@@ -7,10 +7,14 @@ render (a new figure per change, mounted by gr.Plot), side by side in one run, i
 Both apps run in this process on the same Explorer (one cache of models and maps: the server side is the same),
 each in its own chromium page; every change alternates between the two pages. A change's time runs from the
 input event (the option's click, the arrow key, the first keystroke in a number box) to the second animation
-frame after the plot's data changed (the first frame that painted it). "requests" counts the events the page
-sent to the server's queue per change. The heap rows: the page's JS heap (after a forced garbage collection)
-after 10 and after --heap-changes head and layer changes in page render. The open rows: page load -> the
-first painted frame with the plot's data, a fresh page each time, alternating.
+frame after the plot's data changed: the first is the frame that paints the new data (the probe sees the change
+in that frame's callbacks; both renders' WebGL draws of it come before or in them), and the second begins once
+that frame has been painted. Runs before commit 3fada2f waited one frame more; the "one frame later" column
+gives that end too, for comparison with them. "requests" counts the events the page sent to the server's queue
+per change. The heap rows: the page's JS heap (after a forced garbage collection) after 10 and after
+--heap-changes head and layer changes in page render. The open rows: page load -> the first painted frame
+with the plot's data, a fresh page each time, alternating. BENCH_PAGE_TRACE=1 prints where each change's
+time went: the input event, page.js's marks (recolour entered, done, plot updated), the frame that saw it.
 """
 from __future__ import annotations
 
@@ -30,7 +34,8 @@ PLOT = "#pcd-plot .js-plotly-plot"
 RENDERS = ("server", "page")
 
 # Installed in every page: remembers the time of the first input event after arm(), and tells when the plot's
-# data changed (a new plot element or a new colour array) and two frames have been drawn since.
+# data changed (a new plot element or a new colour array): [ms to the next frame after the one that saw the
+# change, which has then been painted; ms to the frame after that (the end runs before 3fada2f used)].
 PROBE = """
 window.__bench = {t0: null, armed: false, ref: null, el: null};
 for (const type of ['pointerdown', 'keydown', 'input', 'click']) {
@@ -49,9 +54,12 @@ window.__benchWait = (timeoutMs) => new Promise((resolve) => {
   function tick() {
     if (changed()) {
       b.tDetect = performance.now();
-      requestAnimationFrame(() => requestAnimationFrame(() => {
-        b.armed = false; resolve(b.t0 === null ? null : performance.now() - b.t0);
-      }));
+      requestAnimationFrame(() => {
+        const painted = performance.now();
+        requestAnimationFrame(() => {
+          b.armed = false; resolve(b.t0 === null ? null : [painted - b.t0, performance.now() - b.t0]);
+        });
+      });
     } else if (performance.now() - start > timeoutMs) { b.armed = false; resolve(-1); }
     else requestAnimationFrame(tick);
   }
@@ -62,7 +70,9 @@ window.__benchWait = (timeoutMs) => new Promise((resolve) => {
 FIRST_PLOT = """() => new Promise((resolve) => {
   function tick() {
     const el = document.querySelector('%s');
-    if (el && el._fullData && el._fullData[0]) requestAnimationFrame(() => requestAnimationFrame(() => resolve(performance.now())));
+    if (el && el._fullData && el._fullData[0]) {
+      requestAnimationFrame(() => { const painted = performance.now(); requestAnimationFrame(() => resolve([painted, performance.now()])); });
+    }
     else requestAnimationFrame(tick);
   }
   tick();
@@ -103,22 +113,24 @@ class Page:
             self.page.wait_for_function("t => document.querySelector('#pcd-status').innerText.includes(t)", arg=expect)
         self.settle(1500)
 
-    def timed(self, prepare, act, timeout_ms: int = 120_000) -> tuple[float, int]:
-        """(ms from the input event to the painted frame with new data, queue requests sent) of one change."""
+    def timed(self, prepare, act, timeout_ms: int = 120_000) -> tuple[float, float, int]:
+        """(ms from the input event to the painted frame with new data, ms to one frame later, queue requests
+        sent) of one change."""
         self.page.bring_to_front()
         if prepare:
             prepare(self.page)
         n = self.joins
         self.page.evaluate("() => window.__benchArm()")
         act(self.page)
-        ms = self.page.evaluate("t => window.__benchWait(t)", timeout_ms)
+        got = self.page.evaluate("t => window.__benchWait(t)", timeout_ms)
+        ms, later = got if isinstance(got, list) else (float("nan"), float("nan"))   # null: no input; -1: timeout
         if os.environ.get("BENCH_PAGE_TRACE"):   # where a change's time went: input, page.js marks, detection
             print("    trace", self.render, self.page.evaluate(
                 "() => { const b = window.__bench, m = (window.pcdviz.stats || {}).marks || [];"
                 " return [b.t0, ...m, b.tDetect].map(x => x === null || x === undefined ? null : Math.round(x - b.t0)); }"),
-                  round(ms or -1), flush=True)
+                  f"{ms:.0f}", flush=True)
         self.settle(300)
-        return (float("nan") if ms is None or ms < 0 else float(ms)), self.joins - n
+        return float(ms), float(later), self.joins - n
 
     def heap_mb(self) -> float:
         cdp = self.page.context.new_cdp_session(self.page)
@@ -210,8 +222,9 @@ def main(argv=None) -> int:
                     pg.close()
             for render in RENDERS:
                 if opens[render]:
-                    open_rows.append([render, f"{statistics.median(opens[render]):.0f}",
-                                      f"{min(opens[render]):.0f}-{max(opens[render]):.0f}"])
+                    painted = [o[0] for o in opens[render]]
+                    open_rows.append([render, f"{statistics.median(painted):.0f}", f"{min(painted):.0f}-{max(painted):.0f}",
+                                      f"{statistics.median(o[1] for o in opens[render]):.0f}"])
 
             # ---- changes: head, layer, threshold, query at each size, 1 and 3 panels
             for n_points in args.points:
@@ -229,30 +242,27 @@ def main(argv=None) -> int:
                         "layer": [(None, press_layer(k)) for k in ("ArrowLeft", "ArrowRight")],
                         "threshold": [(None, type_box("pcd-keep", k)) for k in (0.5, 0.7)],
                     }
-                    res = {(k, r): ([], []) for k in list(kinds) + ["query"] for r in RENDERS}
+                    res = {(k, r): [] for k in list(kinds) + ["query"] for r in RENDERS}   # (ms, later, sent)
                     for kind, steps in kinds.items():
                         for i in range(reps):
                             for render in (RENDERS if i % 2 == 0 else RENDERS[::-1]):
                                 prep, act = steps[i % len(steps)]
-                                ms, sent = pages[render].timed(prep, act)
-                                res[(kind, render)][0].append(ms)
-                                res[(kind, render)][1].append(sent)
+                                res[(kind, render)].append(pages[render].timed(prep, act))
                     for pg in pages.values():
                         pg.page.bring_to_front()
                         pg.server_event(type_box("pcd-keep", 1.0))
                         pg.server_event(choose_mode("query patch"), "patch")
                     for i in range(reps):
                         for render in (RENDERS if i % 2 == 0 else RENDERS[::-1]):
-                            ms, sent = pages[render].timed(None, type_box("pcd-query", (5 + 7 * i) % 32))
-                            res[("query", render)][0].append(ms)
-                            res[("query", render)][1].append(sent)
+                            res[("query", render)].append(pages[render].timed(None, type_box("pcd-query", (5 + 7 * i) % 32)))
                     for kind in list(kinds) + ["query"]:
-                        old, new = (statistics.median(res[(kind, r)][0]) for r in RENDERS)
-                        rows.append([kind, f"{n_points:,}", n_panels, f"{old:.0f}", f"{new:.0f}",
-                                     f"{old / new:.1f}x" if new > 0 else "-",
-                                     f"{statistics.median(res[(kind, 'server')][1]):.0f} / "
-                                     f"{statistics.median(res[(kind, 'page')][1]):.0f}",
-                                     f"{min(res[(kind, 'page')][0]):.0f}-{max(res[(kind, 'page')][0]):.0f}"])
+                        med = {(r, j): statistics.median(t[j] for t in res[(kind, r)]) for r in RENDERS for j in range(3)}
+                        old, new = med[("server", 0)], med[("page", 0)]
+                        page_ms = [t[0] for t in res[(kind, "page")]]
+                        rows.append([kind, f"{n_points:,}", n_panels, f"{old:.0f}", f"{new:.0f}", f"{old / new:.1f}x",
+                                     f"{med[('server', 1)] / med[('page', 1)]:.1f}x",
+                                     f"{med[('server', 2)]:.0f} / {med[('page', 2)]:.0f}",
+                                     f"{min(page_ms):.0f}-{max(page_ms):.0f}"])
                         print("  ", rows[-1], flush=True)
                     for pg in pages.values():
                         pg.page.close()
@@ -277,11 +287,12 @@ def main(argv=None) -> int:
                 demo.close()
 
     if open_rows:
-        print("\npage open -> first painted plot (chair, 2,048 points), ms: median, min-max")
-        bu.print_table(["render", "median ms", "range"], open_rows)
-    print("\ninput event -> painted frame with the new data, ms (median); requests per change: server / page")
-    bu.print_table(["change", "points", "panels", "server render", "page render", "speed-up", "requests",
-                    "page range"], rows)
+        print("\npage open -> first painted plot (chair, 2,048 points), ms: median, min-max; median one frame later")
+        bu.print_table(["render", "median ms", "range", "one frame later"], open_rows)
+    print("\ninput event -> painted frame with the new data, ms (median); the speed-up with both ends one frame "
+          "later; requests per change: server / page")
+    bu.print_table(["change", "points", "panels", "server render", "page render", "speed-up",
+                    "one frame later", "requests", "page range"], rows)
     if heap_rows:
         print(f"\nJS heap (MB, after garbage collection) after 10 and {args.heap_changes} changes")
         bu.print_table(["render", "points", "after 10", f"after {args.heap_changes}", "growth"], heap_rows)
