@@ -9,12 +9,13 @@ each in its own chromium page; every change alternates between the two pages. A 
 input event (the option's click, the arrow key, the first keystroke in a number box) to the second animation
 frame after the plot's data changed: the first is the frame that paints the new data (the probe sees the change
 in that frame's callbacks; both renders' WebGL draws of it come before or in them), and the second begins once
-that frame has been painted. Runs before commit 3fada2f waited one frame more; the "one frame later" column
+that frame has been painted. Runs before commit 22f7532 waited one frame more; the "one frame later" column
 gives that end too, for comparison with them. "requests" counts the events the page sent to the server's queue
 per change. The heap rows: the page's JS heap (after a forced garbage collection) after 10 and after
 --heap-changes head and layer changes in page render. The open rows: page load -> the first painted frame
 with the plot's data, a fresh page each time, alternating. BENCH_PAGE_TRACE=1 prints where each change's
-time went: the input event, page.js's marks (recolour entered, done, plot updated), the frame that saw it.
+time went: the input event, page.js's marks (recolour entered, done, plot updated), the frame that saw the
+change, the next frame (the end) and the one after, and the page's WebGL draw calls since the input.
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ RENDERS = ("server", "page")
 
 # Installed in every page: remembers the time of the first input event after arm(), and tells when the plot's
 # data changed (a new plot element or a new colour array): [ms to the next frame after the one that saw the
-# change, which has then been painted; ms to the frame after that (the end runs before 3fada2f used)].
+# change, which has then been painted; ms to the frame after that (the end runs before 22f7532 used)].
 PROBE = """
 window.__bench = {t0: null, armed: false, ref: null, el: null};
 for (const type of ['pointerdown', 'keydown', 'input', 'click']) {
@@ -55,9 +56,10 @@ window.__benchWait = (timeoutMs) => new Promise((resolve) => {
     if (changed()) {
       b.tDetect = performance.now();
       requestAnimationFrame(() => {
-        const painted = performance.now();
+        const painted = b.tPainted = performance.now();
         requestAnimationFrame(() => {
-          b.armed = false; resolve(b.t0 === null ? null : [painted - b.t0, performance.now() - b.t0]);
+          b.armed = false; b.tLater = performance.now();
+          resolve(b.t0 === null ? null : [painted - b.t0, b.tLater - b.t0]);
         });
       });
     } else if (performance.now() - start > timeoutMs) { b.armed = false; resolve(-1); }
@@ -66,6 +68,18 @@ window.__benchWait = (timeoutMs) => new Promise((resolve) => {
   requestAnimationFrame(tick);
 });
 """ % (PLOT, PLOT)
+
+# BENCH_PAGE_TRACE only: the time of every WebGL draw call while a change is timed (in both renders, plotly's and
+# the points layer's draws of the new data come before or in the frame that sees the change)
+TRACE_DRAWS = """
+window.__bench.draws = [];
+for (const C of [window.WebGLRenderingContext, window.WebGL2RenderingContext]) {
+  for (const f of ['drawArrays', 'drawElements']) {
+    const draw = C.prototype[f];
+    C.prototype[f] = function () { const b = window.__bench; if (b.armed) b.draws.push(performance.now()); return draw.apply(this, arguments); };
+  }
+}
+"""
 
 FIRST_PLOT = """() => new Promise((resolve) => {
   function tick() {
@@ -89,6 +103,8 @@ class Page:
         self.joins = 0
         self.page.on("request", self._count)
         self.page.add_init_script(PROBE)
+        if os.environ.get("BENCH_PAGE_TRACE"):
+            self.page.add_init_script(TRACE_DRAWS)
         self.page.goto(url)
         self.page.wait_for_selector(PLOT)
         self.settle()
@@ -127,8 +143,10 @@ class Page:
         if os.environ.get("BENCH_PAGE_TRACE"):   # where a change's time went: input, page.js marks, detection
             print("    trace", self.render, self.page.evaluate(
                 "() => { const b = window.__bench, m = (window.pcdviz.stats || {}).marks || [];"
-                " return [b.t0, ...m, b.tDetect].map(x => x === null || x === undefined ? null : Math.round(x - b.t0)); }"),
-                  f"{ms:.0f}", flush=True)
+                " const r = x => x === null || x === undefined ? null : Math.round(x - b.t0);"
+                " return {marks: [b.t0, ...m].map(r), saw: r(b.tDetect), end: r(b.tPainted), later: r(b.tLater),"
+                "         draws: [...new Set((b.draws || []).map(r))]}; }"), flush=True)
+            self.page.evaluate("() => { window.__bench.draws = []; }")
         self.settle(300)
         return float(ms), float(later), self.joins - n
 

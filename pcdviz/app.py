@@ -4,7 +4,8 @@
 event, one call per endpoint, to a method of pcdviz/app_handlers.py's Handlers: thin calls into
 pcdviz/explorer.py that turn an `ExplorerError` into a sentence on screen. Every event has an explicit
 api_name, documented in README.md. The page's own JavaScript is here (APP_JS, the `js=` of the page-render
-events in wire_page_js, the `head` that launch() injects from pcdviz/static/). `main(argv)` is `pcdviz app`.
+events in wire_page_js, the `head` that launch() injects from pcdviz/static/, with the page render's plotly
+from pcdviz/static/vendor/). `main(argv)` is `pcdviz app`.
 Gradio is imported only by the app modules, and only once build_app runs.
 """
 
@@ -414,7 +415,8 @@ def launch(demo, host: str = "127.0.0.1", port: int | None = None, *, concurrenc
     if getattr(demo, "pcdviz_render", "page") == "page":
         # async: fetched, compiled and run while Gradio starts, not after it (page.js draws once both are there)
         head += (f'<script async src="./gradio_api/file={PLOTLY_BUNDLE}" '
-                 f'onload="window.pcdviz.plotlyLoaded(window.Plotly)"></script>')
+                 f'onload="window.pcdviz.plotlyLoaded(window.Plotly)" '
+                 f'onerror="window.pcdviz.plotlyFailed(this.src)"></script>')
         allowed.append(str(PLOTLY_BUNDLE))
     return demo.launch(server_name=host, server_port=port, max_file_size=max_file_size, allowed_paths=allowed,
                        js=APP_JS.replace("__PCD_UPLOAD_RULES__", rules), css=CSS, head=head,

@@ -328,6 +328,22 @@ def test_the_page_draws_with_its_own_small_plotly_and_keeps_it(browser, app_url)
         page.close()
 
 
+def test_without_its_plotly_the_page_says_why(browser, app_url):
+    """Where the vendored plotly cannot load (blocked here), the plot's box says so instead of staying empty."""
+    from pcdviz.app import PLOTLY_BUNDLE
+
+    page = browser.new_page(viewport={"width": 1440, "height": 960})
+    page.set_default_timeout(30_000)
+    try:
+        page.route(f"**/*{PLOTLY_BUNDLE.name}", lambda route: route.abort())
+        page.goto(app_url)
+        page.wait_for_function("() => (document.querySelector('#pcd-plot .pcd-gd') || {}).textContent"
+                               " && document.querySelector('#pcd-plot .pcd-gd').textContent.includes('cannot be drawn')")
+        assert PLOTLY_BUNDLE.name in page.locator("#pcd-plot").inner_text()
+    finally:
+        page.close()
+
+
 def _decode_array(a) -> np.ndarray:
     """A plotly JSON array: a list, or a typed array {"dtype", "bdata"} (base64)."""
     if isinstance(a, dict) and "bdata" in a:

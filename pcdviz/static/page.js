@@ -428,6 +428,13 @@
     pcd.Plotly = P;
     firstPlot();
   };
+  // without plotly the box says why, instead of staying empty (a proxy that blocks the file, say)
+  pcd.plotlyFailed = function (src) {
+    const box = document.querySelector(BOX);
+    if (!box) { setTimeout(() => pcd.plotlyFailed(src), 100); return; }
+    box.textContent = '⚠️ The plot cannot be drawn: the page could not load plotly.js from ' + src +
+      '. Reload the page; if this stays, `pcdviz app --render server` draws with Gradio\'s own plotly.';
+  };
   function firstPlot() {
     if (!pcd.Plotly || plotEl()) return;
     const box = document.querySelector(BOX), el = document.querySelector('#pcd-page-data textarea, #pcd-page-data input');
