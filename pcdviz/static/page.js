@@ -17,10 +17,9 @@
   pcd.bundle = null;
   pcd.lastKey = null;
   pcd.stats = {local: 0, server: 0, applied: 0, lastMs: 0};
-  // The plotly that draws this plot, kept: Gradio's own (full) plotly, loaded when a panel's gr.Plot first shows
-  // a figure, replaces window.Plotly, and one plotly cannot update a plot another one drew.
+  // The plotly that draws this plot (pcdviz.plotlyLoaded), kept: Gradio's own (full) plotly, loaded when a
+  // panel's gr.Plot first shows a figure, replaces window.Plotly, and one plotly cannot update a plot another drew.
   pcd.Plotly = null;
-  const Plotly = () => pcd.Plotly || window.Plotly;
   // as gr.Plot draws a figure (responsive, autosized), with the scenes at one pixel per screen pixel instead of
   // plotly's default two: the first draw of a page open fills a quarter of the pixels in software WebGL, and
   // hookPlot raises it to the screen's own pixel ratio where that is higher
@@ -65,7 +64,7 @@
     try { payload = JSON.parse(text); } catch (e) { return; }
     pcd.bundle = payload.bundle ? R().prepare(payload.bundle) : null;
     pcd.lastKey = null;
-    const P = Plotly(), fig = payload.figure;
+    const P = pcd.Plotly, fig = payload.figure;
     if (applyFigure === false || !fig || !P) return;
     let gd = plotEl();
     if (!gd) {   // the page's first figure, into the empty box
@@ -152,7 +151,7 @@
     }
     hookPlot(gd);
     expectColours(gd, data);
-    return Plotly().react(gd, data, withCameras(gd, layout));
+    return pcd.Plotly.react(gd, data, withCameras(gd, layout));
   }
 
   // ---- The points layer (issue 16). Plotly's scatter3d draws each point as a font glyph of 6+ triangles,
@@ -449,7 +448,7 @@
     const s = settingsOf(a), key = JSON.stringify(s), gd = plotEl();
     pcd.settings = s;
     if (key === pcd.lastKey) return status;
-    if (!gd || !Plotly() || !R().canRecolor(pcd.bundle, s)) {
+    if (!gd || !pcd.Plotly || !R().canRecolor(pcd.bundle, s)) {
       pcd.lastKey = key;
       pcd.stats.server++;
       const btn = document.querySelector('#pcd-redraw');
