@@ -2,7 +2,8 @@
 
 Opens the app, uploads a real file from ../shared/samples, changes the head, clicks a point to pick a
 query patch, turns on a comparison and rotates one scene. After each step it reads the plotted colours
-from the page (the plotly element's data) and saves a screenshot to tests/artifacts/.
+from the page (the plotly element's data) and saves a screenshot to tests/artifacts/. Only that walk
+needs ../shared/samples; the other tests (instant browsing, the page's plotly, refused files) run without it.
 """
 
 from __future__ import annotations
@@ -33,8 +34,6 @@ CAMERAS = f"""() => {{ const l = document.querySelector('{PLOT}')._fullLayout;
 def app_url(tmp_path_factory):
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} not found (Debian's chromium: apt-get install chromium)")
-    if not SAMPLES.is_dir():
-        pytest.skip(f"real sample files not found at {SAMPLES} (they live in ../shared/samples beside the checkout)")
     pytest.importorskip("playwright.sync_api")
     import torch
 
@@ -65,6 +64,9 @@ def browser(app_url):
 
 @pytest.fixture(scope="module")
 def page(browser, app_url):
+    """The module's page, for the walk through that starts with uploading a real file."""
+    if not SAMPLES.is_dir():
+        pytest.skip(f"real sample files not found at {SAMPLES} (they live in ../shared/samples beside the checkout)")
     pg = browser.new_page(viewport={"width": 1500, "height": 1250})
     pg.set_default_timeout(30_000)
     pg.goto(app_url)
