@@ -413,7 +413,8 @@ def launch(demo, host: str = "127.0.0.1", port: int | None = None, *, concurrenc
     head = "".join(f"<script>\n{(STATIC / name).read_text()}\n</script>" for name in ("recolor.js", "page.js"))
     allowed = []
     if getattr(demo, "pcdviz_render", "page") == "page":
-        # async: fetched, compiled and run while Gradio starts, not after it (page.js draws once both are there)
+        # async (Gradio adds `head` to the page as it reads its config): fetched, compiled and run while Gradio
+        # mounts the components, not after them; page.js draws once plotly and its box are both there
         head += (f'<script async src="./gradio_api/file={PLOTLY_BUNDLE}" '
                  f'onload="window.pcdviz.plotlyLoaded(window.Plotly)" '
                  f'onerror="window.pcdviz.plotlyFailed(this.src)"></script>')
