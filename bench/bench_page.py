@@ -7,9 +7,11 @@ render (a new figure per change, mounted by gr.Plot), side by side in one run, i
 Both apps run in this process on the same Explorer (one cache of models and maps: the server side is the same),
 each in its own chromium page; every change alternates between the two pages. A change's time runs from the
 input event (the option's click, the arrow key, the first keystroke in a number box) to the second animation
-frame after the plot's data changed: the first is the frame that paints the new data (the probe sees the change
-in that frame's callbacks; both renders' WebGL draws of it come before or in them), and the second begins once
-that frame has been painted. Runs before commit 22f7532 waited one frame more; the "one frame later" column
+frame after the plot's data changed, the usual double-requestAnimationFrame end: the probe looks for the change in
+each frame's callbacks, and the next frame begins once the frame it first saw the change in has been painted
+(both renders' WebGL draws of the new data come before or in that frame; in the page render the change is often
+painted a frame sooner still, since Gradio runs page.js's handler in a frame's callbacks after the probe has
+looked: BENCHMARKS.md, "The end of a change"). Runs before commit 22f7532 waited one frame more; the "one frame later" column
 gives that end too, for comparison with them. "requests" counts the events the page sent to the server's queue
 per change. The heap rows: the page's JS heap (after a forced garbage collection) after 10 and after
 --heap-changes head and layer changes in page render. The open rows: page load -> the first painted frame
