@@ -68,5 +68,8 @@ def rank_main(rank: int, world: int, batch: int, port: int, out_dir: str) -> Non
     try:
         for case in CASES:
             save_file(one_step(case, rank, world, batch), os.path.join(out_dir, f"{case}.rank{rank}.safetensors"))
+        # both ranks done before either tears gloo down, as training.train does: once a rank left first and its
+        # peer died in gloo with SIGABRT ("terminate called without an active exception")
+        dist.barrier()
     finally:
         dist.destroy_process_group()

@@ -22,7 +22,10 @@ def test_eight_sessions_no_failures_bounded_memory_uploads_cleaned():
     pytest.importorskip("gradio_client")
     from load_test import format_result, run_load_test
 
-    r = run_load_test(sessions=8, duration=SECONDS, quiet=True, warmup=5.0)
+    # the memory reference after a minute of the same load, as the long run takes it: the server's caches fill
+    # over that first minute (800 -> 918 -> 972 MB at 5, 35, 65 s in a fresh clone), and a reference at 5 s
+    # made this bounded filling fail the growth bound in some runs (+161 and +178 MB against ~155)
+    r = run_load_test(sessions=8, duration=SECONDS, quiet=True, warmup=60.0)
     report = format_result(r)
     print("\n" + report)
     assert r["failed"] == 0, report
